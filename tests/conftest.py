@@ -1,0 +1,47 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtpack_mm.dge import SparseQueryBlock
+
+
+class TinyBlock(SparseQueryBlock):
+    """A minimal pre-norm attention + MLP block over dense keys/values, for core tests."""
+
+    def __init__(self, dims=8, heads=2, dge_cfg=None):
+        super().__init__(dims, dge_cfg)
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(dims)
+        self.q = nn.Linear(dims, dims)
+        self.kv = nn.Linear(dims, 2 * dims)
+        self.proj = nn.Linear(dims, dims)
+        self.norm2 = nn.LayerNorm(dims)
+        self.fc1 = nn.Linear(dims, 3 * dims)
+        self.fc2 = nn.Linear(3 * dims, dims)
+
+    def forward_queries(self, q, queries, x):
+        B, N, C = x.shape
+        h, d = self.heads, C // self.heads
+        k, v = self.kv(self.norm1(x)).view(B, N, 2, h, d).permute(2, 0, 3, 1, 4)
+        qp = queries.to_padded(self.q(self.norm1(q)))
+        L = qp.shape[1]
+        a = F.scaled_dot_product_attention(qp.view(B, L, h, d).transpose(1, 2), k, v)
+        a = queries.from_padded(a.transpose(1, 2).reshape(B, L, C))
+        q = q + self.proj(a)
+        return q + self.fc2(F.gelu(self.fc1(self.norm2(q))))
+
+    def query_macs(self, num_inputs, num_queries, hw):
+        C = self.q.in_features
+        per_input = 2 * C * C
+        per_query = 2 * C * C + 2 * num_inputs * C + 6 * C * C
+        return per_input * num_inputs + per_query * num_queries
+
+
+@pytest.fixture
+def tiny_block():
+    def make(dims=8, heads=2, dge_cfg=None, seed=0):
+        torch.manual_seed(seed)
+        return TinyBlock(dims, heads, dge_cfg)
+
+    return make

@@ -1,0 +1,84 @@
+"""What the pinned OpenMMLab releases need on current torch and numpy, in one place.
+
+Two fixes, both through extension points and never by editing installed packages:
+
+* torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.x calls
+  ``torch.load`` without the argument, so a checkpoint saved by its Runner (which holds a
+  ``HistoryBuffer`` and numpy arrays and scalars in its message hub) fails to load or resume.
+  :func:`allow_runner_checkpoints` allow-lists exactly those types with
+  ``torch.serialization.add_safe_globals``; the safety stays on for everything else.
+* Distributed training on CPU: mmengine's pytorch launcher calls ``torch.cuda.set_device``
+  and its DDP wrapper passes ``device_ids``. :func:`prepare_cpu_distributed` starts the gloo
+  process group itself (the Runner then skips its own init), asks for DDP without
+  ``device_ids`` and turns SyncBN into BN, which has no CPU kernel for several processes.
+"""
+import copy
+import os
+
+import numpy as np
+import torch
+
+_applied = False
+
+
+def _numpy_safe_types():
+    core = getattr(np, '_core', None) or np.core
+    types = [np.ndarray, np.dtype, core.multiarray._reconstruct, core.multiarray.scalar]
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        types += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+    return types
+
+
+def allow_runner_checkpoints():
+    """Allow-list, once, the non-tensor types an mmengine Runner checkpoint holds."""
+    global _applied
+    if _applied or not hasattr(torch.serialization, 'add_safe_globals'):
+        return
+    from mmengine.logging import HistoryBuffer
+    torch.serialization.add_safe_globals([HistoryBuffer] + _numpy_safe_types())
+    _applied = True
+
+
+def _sync_bn_to_bn(node):
+    if isinstance(node, dict):
+        return {
+            k: ('BN' if k == 'type' and v in ('SyncBN', 'MMSyncBN') else _sync_bn_to_bn(v))
+            for k, v in node.items()
+        }
+    if isinstance(node, (list, tuple)):
+        return type(node)(_sync_bn_to_bn(v) for v in node)
+    return node
+
+
+def prepare_cpu_distributed(cfg, launcher: str):
+    """Make an mmengine config train under ``launcher`` on a machine without CUDA.
+
+    Does nothing when ``launcher == 'none'`` or CUDA is available. Otherwise initialises the
+    gloo process group from the torchrun environment and returns a copy of ``cfg`` with
+    gloo in ``env_cfg.dist_cfg``, ``device_ids=None`` in ``model_wrapper_cfg`` and BN
+    instead of SyncBN in the model.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return cfg
+    if launcher != 'pytorch':
+        raise ValueError(f'CPU distributed training supports the pytorch launcher (torchrun), '
+                         f'got {launcher!r}')
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        missing = [k for k in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+                   if k not in os.environ]
+        if missing:
+            raise RuntimeError(f'launcher=pytorch needs the torchrun environment; missing '
+                               f'{missing}. Start with tools/dist_train.sh or torchrun.')
+        dist.init_process_group('gloo')
+    cfg = copy.deepcopy(cfg)
+    env_cfg = cfg.get('env_cfg', {}) or {}
+    env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg', {}) or {}, backend='gloo')
+    cfg.env_cfg = env_cfg
+    wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    cfg.model = _sync_bn_to_bn(cfg.model)
+    return cfg

@@ -1,0 +1,83 @@
+"""Complexity accounting: per-block costs as functions of (inputs, queries) and the ratio beta.
+
+Costs are multiply-accumulates (MACs), the unit OpenMMLab's and the paper's "FLOPs" tables
+use. Only what scales with the number of queries Q is charged per query; the rest (key/value
+projections, spatial reduction, routers, stems) is charged for the N input tokens in both
+the dynamic and the static sums, as the paper's A.3 protocol and the reference code do.
+"""
+from collections import OrderedDict
+from typing import Dict, Union
+
+import torch
+from torch import Tensor
+
+Number = Union[int, float, Tensor]
+
+
+def linear_macs(tokens: Number, in_features: int, out_features: int) -> Number:
+    return tokens * in_features * out_features
+
+
+def norm_macs(tokens: Number, channels: int) -> Number:
+    """LayerNorm with affine parameters, counted as mmengine's analyzer does (5 per value)."""
+    return 5 * tokens * channels
+
+
+def attention_macs(queries: Number, keys: Number, channels: int) -> Number:
+    """Scores q k^T plus the weighted sum of values, over all heads."""
+    return 2 * queries * keys * channels
+
+
+class ComplexityMeter:
+    """Sums static and dynamic costs of one forward pass, by group (e.g. stage).
+
+    ``static`` is the cost of the vanilla model (every token a query) and ``dynamic`` that of
+    the routed one; a dynamic cost may be a (B,) tensor (per image, differentiable in
+    training through the straight-through gates).
+    """
+
+    def __init__(self):
+        self.static: Dict[str, float] = OrderedDict()
+        self.dynamic: Dict[str, Number] = OrderedDict()
+
+    def add(self, group: str, static: Number, dynamic: Number = None):
+        dynamic = static if dynamic is None else dynamic
+        self.static[group] = self.static.get(group, 0.0) + float(static)
+        self.dynamic[group] = self.dynamic.get(group, 0.0) + dynamic
+
+    def total_static(self) -> float:
+        return sum(self.static.values())
+
+    def total_dynamic(self) -> Number:
+        return sum(self.dynamic.values())
+
+    def ratio(self) -> Tensor:
+        """beta per image: dynamic / static cost of the whole model, (B,) or scalar."""
+        dyn = self.total_dynamic()
+        if not torch.is_tensor(dyn):
+            dyn = torch.tensor(float(dyn))
+        return dyn / self.total_static()
+
+    def group_ratios(self) -> Dict[str, Tensor]:
+        """beta of each group alone, averaged over the batch."""
+        out = OrderedDict()
+        for name, static in self.static.items():
+            dyn = self.dynamic[name]
+            dyn = dyn.float().mean() if torch.is_tensor(dyn) else torch.tensor(float(dyn))
+            out[name] = dyn / static if static > 0 else torch.ones(())
+        return out
+
+
+def check_budget(target: float, weight: float = 1.0):
+    """Validate a budget target gamma (in [0, 1]) and its loss weight lambda (>= 0)."""
+    if not isinstance(target, (int, float)) or not 0.0 <= float(target) <= 1.0:
+        raise ValueError(f'budget target gamma must be in [0, 1] (a fraction of the vanilla '
+                         f'cost), got {target!r}')
+    if not isinstance(weight, (int, float)) or float(weight) < 0:
+        raise ValueError(f'budget loss weight lambda must be >= 0, got {weight!r}')
+
+
+def budget_loss(ratio: Tensor, target: float, weight: float = 1.0) -> Tensor:
+    """lambda * (beta - gamma)^2 with beta the batch mean of the per-image ratios."""
+    check_budget(target, weight)
+    return weight * (ratio.mean() - target)**2

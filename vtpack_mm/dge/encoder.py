@@ -1,0 +1,129 @@
+"""The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+from mmengine.model import BaseModule
+from torch import Tensor
+
+from .geometry import GeometryCache, check_granularities, num_regions
+from .queries import GrainedQueries, QueryLayout, dense_queries, sparse_queries
+from .router import GrainedRouter, gumbel_decision, region_mean
+
+TRAIN_MODES = ('dense', 'sparse')
+
+# block_fn(q, queries, x) -> q_out: runs a block with packed queries q (T, C) laid out by
+# `queries`, keys/values from the dense tokens x (B, N, C).
+BlockFn = Callable[[Tensor, QueryLayout, Tensor], Tensor]
+
+
+class DynamicGrainedEncoder(BaseModule):
+    """Dynamic Grained Encoder (DGE) of `Dynamic Grained Encoder for Vision Transformers
+    (NeurIPS 2021;
+    reference code <https://github.com/StevenGrove/vtpack>`_).
+
+    Splits the ``H x W`` map into ``S x S`` regions (padded bottom-right), lets a router
+    pick one granularity per region, pools each region into ``(S / phi)^2`` queries, runs
+    the wrapped block on the sparse queries against the dense keys/values and un-pools the
+    change each query underwent back onto the tokens it covers: ``y = x + unpool(q1 - q0)``.
+    Extra tokens (a class token) lead the sequence and are always queries of their own.
+
+    Training samples the choice with Gumbel noise; the forward pass uses the hard choice and
+    the gradient reaches the router through the soft score (straight-through). In
+    ``'dense'`` mode every granularity is computed and the results are mixed by the one-hot
+    gate; in ``'sparse'`` mode only the chosen queries are computed. Inference takes the
+    argmax of the logits, without noise.
+
+    Args:
+        embed_dims: channels C of the tokens.
+        granularities: candidate patch sides Phi; 0 means "skip the region". Default
+            (1, 2, 4).
+        region_size: region side S; None means max(Phi); ``'layer'`` means one region
+            covering the map (layer-wise routing). Every positive phi must divide S.
+        gumbel_tau: Gumbel-softmax temperature. Default 1.0.
+        train_mode: ``'dense'`` (default) or ``'sparse'``.
+        init_gate: initial probability of the finest granularity. Default 0.95.
+        init_cfg: mmengine init config.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 granularities: Sequence[int] = (1, 2, 4),
+                 region_size: Union[int, str, None] = None,
+                 gumbel_tau: float = 1.0,
+                 train_mode: str = 'dense',
+                 init_gate: float = 0.95,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.granularities, self.region_size = check_granularities(granularities, region_size)
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(f'train_mode must be one of {TRAIN_MODES}, got {train_mode!r}')
+        if not gumbel_tau > 0:
+            raise ValueError(f'gumbel_tau must be > 0, got {gumbel_tau}')
+        self.embed_dims = embed_dims
+        self.gumbel_tau = float(gumbel_tau)
+        self.train_mode = train_mode
+        self.router = GrainedRouter(embed_dims, self.granularities, init_gate)
+        self._geometry = GeometryCache(self.granularities, self.region_size)
+        # None, an int (every region takes that granularity index) or a (B, R) tensor.
+        self.force_choice: Optional[Union[int, Tensor]] = None
+        self.last_queries: Optional[GrainedQueries] = None
+        self.last_choice: Optional[Tensor] = None
+        self.last_num_queries: Optional[Tensor] = None
+
+    def init_weights(self):
+        super().init_weights()
+        self.router.reset_parameters()
+
+    def geometry(self, hw, device):
+        return self._geometry.get(hw, device)
+
+    def _override(self, B, R, device) -> Optional[Tensor]:
+        fc = self.force_choice
+        if fc is None:
+            return None
+        if isinstance(fc, int):
+            if not 0 <= fc < len(self.granularities):
+                raise ValueError(f'force_choice {fc} is not a granularity index of '
+                                 f'{self.granularities}')
+            return torch.full((B, R), fc, dtype=torch.long, device=device)
+        if tuple(fc.shape) != (B, R):
+            raise ValueError(f'force_choice has shape {tuple(fc.shape)}, expected {(B, R)}')
+        return fc.to(device=device, dtype=torch.long)
+
+    def forward(self, x: Tensor, hw, block_fn: BlockFn) -> Tensor:
+        """Run ``block_fn`` on grained queries of ``x`` (B, E + H*W, C); return (B, N, C)."""
+        B, N, C = x.shape
+        H, W = hw
+        E = N - H * W
+        if E < 0:
+            raise ValueError(f'{N} tokens cannot hold a {H}x{W} map')
+        geo = self.geometry(hw, x.device)
+        logits = self.router(region_mean(x[:, E:], geo))  # (B, R, K)
+        override = self._override(B, geo.num_regions, x.device)
+        if self.training:
+            choice, gate = gumbel_decision(logits, self.gumbel_tau, override)
+            if self.train_mode == 'dense':
+                queries = dense_queries(geo, B, E, gate, choice)
+            else:
+                chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+                queries = sparse_queries(geo, choice, E, chosen_gate)
+            num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
+        else:
+            choice = logits.argmax(-1) if override is None else override
+            queries = sparse_queries(geo, choice, E)
+            num_queries = x.new_tensor(queries.lengths)
+        q0 = queries.pool(x)
+        q1 = block_fn(q0, queries, x)
+        y = queries.unpool(x, q1 - q0)
+        self.last_queries = queries
+        self.last_choice = choice.detach().view(B, *geo.grid)
+        self.last_num_queries = num_queries
+        return y
+
+    def router_flops(self, hw) -> int:
+        """Cost of routing one image: the gate on every region (not query dependent)."""
+        return self.router.flops(num_regions(hw, self.granularities, self.region_size))
+
+    def extra_repr(self) -> str:
+        return (f'granularities={self.granularities}, region_size={self.region_size}, '
+                f'gumbel_tau={self.gumbel_tau}, train_mode={self.train_mode!r}')

@@ -1,0 +1,156 @@
+"""Static index tables of the region/patch partition of one feature map.
+
+Everything here depends only on the map size (H, W), the granularities and the region
+size, so it is computed once per shape and device and cached.
+"""
+import math
+from functools import reduce
+from typing import Sequence, Tuple, Union
+
+import torch
+
+LAYER = 'layer'
+
+
+def check_granularities(granularities: Sequence[int],
+                        region_size: Union[int, str, None]) -> Tuple[Tuple[int, ...], Union[int, str]]:
+    """Validate a granularity set and region size; return them normalised.
+
+    ``region_size=None`` means ``max(granularities)``; ``'layer'`` means one region that
+    covers the whole map (layer-wise routing). A granularity of 0 means the region is
+    skipped: it gets no query and its tokens pass through unchanged.
+    """
+    if isinstance(granularities, int) or granularities is None:
+        raise TypeError(f'granularities must be a sequence of ints, got {granularities!r}')
+    phis = tuple(int(g) for g in granularities)
+    if len(phis) == 0:
+        raise ValueError('granularities is empty: give at least one patch side, e.g. (1, 2, 4)')
+    if any(g < 0 for g in phis):
+        raise ValueError(f'granularities must be >= 0 (0 = skip the region), got {phis}')
+    if len(set(phis)) != len(phis):
+        raise ValueError(f'granularities has repeated values: {phis}')
+    positive = [g for g in phis if g > 0]
+    if not positive:
+        raise ValueError(f'granularities {phis} has no positive patch side')
+    if region_size is None:
+        region_size = max(positive)
+    if region_size == LAYER:
+        return phis, LAYER
+    if not isinstance(region_size, int) or region_size <= 0:
+        raise ValueError(f"region_size must be a positive int, None or 'layer', got {region_size!r}")
+    bad = [g for g in positive if region_size % g != 0]
+    if bad:
+        raise ValueError(f'granularities {bad} do not divide the region size {region_size}: '
+                         f'every patch side must tile the {region_size}x{region_size} region')
+    return phis, region_size
+
+
+def padded_layout(hw: Tuple[int, int], granularities: Sequence[int],
+                  region_size: Union[int, str]) -> Tuple[int, int, int, int]:
+    """(Hp, Wp, Sh, Sw): the map padded bottom-right to whole regions of Sh x Sw."""
+    H, W = int(hw[0]), int(hw[1])
+    if region_size == LAYER:
+        positive = [g for g in granularities if g > 0]
+        m = reduce(lambda a, b: a * b // math.gcd(a, b), positive)
+        Hp, Wp = -(-H // m) * m, -(-W // m) * m
+        return Hp, Wp, Hp, Wp
+    S = int(region_size)
+    return -(-H // S) * S, -(-W // S) * S, S, S
+
+
+def num_regions(hw, granularities, region_size) -> int:
+    Hp, Wp, Sh, Sw = padded_layout(hw, granularities, region_size)
+    return (Hp // Sh) * (Wp // Sw)
+
+
+class RegionGeometry:
+    """Index tables of an ``H x W`` map split into regions and grained patches.
+
+    The map is padded bottom-right to whole regions. For granularity ``phi`` the padded map
+    is tiled by ``phi x phi`` patches; a patch with no valid (unpadded) position is invalid
+    and never becomes a query. Patches of all granularities are numbered in one list,
+    granularity by granularity, each in raster order.
+
+    Attributes (tensors on ``device``):
+        pos_region (HW,): region index of each valid position (row-major).
+        pos_patch (K, HW): patch index of each position at each granularity (-1 for phi=0).
+        patch_region (P,), patch_k (P,), patch_valid (P,): the patch list.
+        patch_rank (P,): index of each valid patch among all valid patches (-1 if invalid).
+        region_count (R,): valid positions per region.
+        region_queries (R, K): valid patches per region at each granularity.
+        pos_xy (HW, 2): (x, y) token coordinates of each position.
+    """
+
+    def __init__(self, hw: Tuple[int, int], granularities: Sequence[int],
+                 region_size: Union[int, str], device=None):
+        H, W = int(hw[0]), int(hw[1])
+        if H <= 0 or W <= 0:
+            raise ValueError(f'feature map must be non-empty, got {H}x{W}')
+        phis = tuple(granularities)
+        Hp, Wp, Sh, Sw = padded_layout((H, W), phis, region_size)
+        self.hw = (H, W)
+        self.padded_hw = (Hp, Wp)
+        self.region_hw = (Sh, Sw)
+        self.grid = (Hp // Sh, Wp // Sw)
+        self.num_regions = self.grid[0] * self.grid[1]
+        self.granularities = phis
+        Rw = self.grid[1]
+
+        kw = dict(device=device, dtype=torch.long)
+        hh = torch.arange(H, **kw).repeat_interleave(W)
+        ww = torch.arange(W, **kw).repeat(H)
+        self.pos_region = (hh // Sh) * Rw + ww // Sw
+        self.pos_xy = torch.stack([ww, hh], dim=1)
+
+        pos_patch, patch_region, patch_k, patch_valid = [], [], [], []
+        base = 0
+        for k, phi in enumerate(phis):
+            if phi == 0:
+                pos_patch.append(torch.full((H * W,), -1, **kw))
+                continue
+            gh, gw = Hp // phi, Wp // phi
+            pos_patch.append(base + (hh // phi) * gw + ww // phi)
+            gy = torch.arange(gh, **kw).repeat_interleave(gw)
+            gx = torch.arange(gw, **kw).repeat(gh)
+            patch_region.append((gy * phi // Sh) * Rw + gx * phi // Sw)
+            patch_k.append(torch.full((gh * gw,), k, **kw))
+            patch_valid.append((gy * phi < H) & (gx * phi < W))
+            base += gh * gw
+        self.pos_patch = torch.stack(pos_patch)
+        self.patch_region = torch.cat(patch_region)
+        self.patch_k = torch.cat(patch_k)
+        self.patch_valid = torch.cat(patch_valid)
+        self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
+                                      torch.full_like(self.patch_k, -1))
+        self.num_valid_patches = int(self.patch_valid.sum())
+
+        R, K = self.num_regions, len(phis)
+        self.region_count = torch.zeros(R, device=device).index_add_(
+            0, self.pos_region, torch.ones(H * W, device=device))
+        flat = self.patch_region * K + self.patch_k
+        self.region_queries = torch.zeros(R * K, device=device).index_add_(
+            0, flat, self.patch_valid.float()).view(R, K)
+
+    @property
+    def has_skip(self) -> bool:
+        return 0 in self.granularities
+
+
+class GeometryCache:
+    """A small per-module cache of :class:`RegionGeometry` keyed by shape and device."""
+
+    def __init__(self, granularities, region_size, max_entries: int = 16):
+        self.granularities = granularities
+        self.region_size = region_size
+        self.max_entries = max_entries
+        self._cache = {}
+
+    def get(self, hw, device) -> RegionGeometry:
+        key = (int(hw[0]), int(hw[1]), str(device))
+        geo = self._cache.get(key)
+        if geo is None:
+            if len(self._cache) >= self.max_entries:
+                self._cache.pop(next(iter(self._cache)))
+            geo = RegionGeometry(hw, self.granularities, self.region_size, device)
+            self._cache[key] = geo
+        return geo

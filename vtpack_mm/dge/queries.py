@@ -1,0 +1,247 @@
+"""Packed query sequences: the layout a block sees, and grained pooling/un-pooling.
+
+A block runs on *queries* packed into one ``(T, C)`` tensor, image after image, while its
+keys and values come from the dense ``(B, N, C)`` tokens. A vanilla block's queries are the
+tokens themselves (:class:`DenseQueries`); a DGE block's queries are grained patch means
+(:class:`GrainedQueries`), a variable number per image.
+
+Grained pooling is expressed by one assignment ``token -> query``: pooling is the mean of
+the tokens assigned to a query (valid positions only, padding never enters), un-pooling
+gives every token the delta of its query. This pure-PyTorch version is the reference and
+fallback of the compiled ops.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .geometry import RegionGeometry
+
+
+class QueryLayout:
+    """How a batch's packed queries ``(T, C)`` split into images.
+
+    Attributes:
+        batch_size: B.
+        hw: the dense map size (H, W) the queries come from.
+        num_extra: E, extra tokens (e.g. a class token) that lead every image's queries.
+        lengths: queries per image, a list of B ints (sum = T).
+    """
+
+    batch_size: int
+    hw: Tuple[int, int]
+    num_extra: int
+    lengths: List[int]
+
+    @property
+    def num_queries(self) -> int:
+        return sum(self.lengths)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every image has the same number of queries."""
+        return min(self.lengths) == max(self.lengths)
+
+    def batch_index(self, device) -> Tensor:
+        """(T,) image index of every query."""
+        counts = torch.tensor(self.lengths, device=device)
+        return torch.repeat_interleave(torch.arange(self.batch_size, device=device), counts)
+
+    def _pad_index(self, device) -> Tensor:
+        lengths = torch.tensor(self.lengths, device=device)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        bidx = self.batch_index(device)
+        pos = torch.arange(self.num_queries, device=device) - offsets[bidx]
+        return bidx * max(self.lengths) + pos
+
+    def to_padded(self, q: Tensor) -> Tensor:
+        """(T, ...) -> (B, L, ...), L the longest image; padding rows are zero."""
+        B, L = self.batch_size, max(self.lengths)
+        if self.uniform:
+            return q.view(B, L, *q.shape[1:])
+        out = q.new_zeros((B * L, ) + tuple(q.shape[1:]))
+        out = out.index_copy(0, self._pad_index(q.device), q)
+        return out.view(B, L, *q.shape[1:])
+
+    def from_padded(self, q: Tensor) -> Tensor:
+        """(B, L, ...) -> (T, ...), dropping padding rows."""
+        if self.uniform:
+            return q.reshape(self.num_queries, *q.shape[2:])
+        flat = q.reshape(q.shape[0] * q.shape[1], *q.shape[2:])
+        return flat.index_select(0, self._pad_index(q.device))
+
+    def query_xy(self, device, dtype=torch.float32) -> Tensor:
+        """(T, 2) reference point (x, y) of every query in token units.
+
+        The centroid of the valid positions a query covers (token centres at integer
+        coordinates); extra tokens get the map centre.
+        """
+        raise NotImplementedError
+
+
+class DenseQueries(QueryLayout):
+    """The vanilla case: every token is a query."""
+
+    def __init__(self, batch_size: int, hw: Tuple[int, int], num_extra: int = 0):
+        self.batch_size = batch_size
+        self.hw = (int(hw[0]), int(hw[1]))
+        self.num_extra = num_extra
+        self.lengths = [num_extra + self.hw[0] * self.hw[1]] * batch_size
+
+    def query_xy(self, device, dtype=torch.float32) -> Tensor:
+        H, W = self.hw
+        ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=dtype),
+                                torch.arange(W, device=device, dtype=dtype), indexing='ij')
+        xy = torch.stack([xs.flatten(), ys.flatten()], 1)
+        if self.num_extra:
+            centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(self.num_extra, 2)
+            xy = torch.cat([centre, xy])
+        return xy.repeat(self.batch_size, 1)
+
+
+class GrainedQueries(QueryLayout):
+    """Queries made by grained pooling, with the assignment that un-pools them.
+
+    Args:
+        token_to_query: (Kb, B, N) long. For each of Kb branches (1 in sparse mode and at
+            inference, one per granularity in dense training), the query each input token
+            is pooled into; ``num_queries`` (a dump row) for tokens of skipped regions.
+        lengths: queries per image.
+        hw, num_extra: as in :class:`QueryLayout`.
+        token_gate: (B, N, Kb) or None. Multiplies each branch's delta at un-pooling:
+            the straight-through gate in training, None at inference (all ones).
+        region_choice: (B, R) chosen granularity index of every region, for inspection.
+    """
+
+    def __init__(self, token_to_query: Tensor, lengths: List[int], hw: Tuple[int, int],
+                 num_extra: int, token_gate: Optional[Tensor] = None,
+                 region_choice: Optional[Tensor] = None, has_dump: bool = False):
+        self.token_to_query = token_to_query
+        self.batch_size = token_to_query.shape[1]
+        self.lengths = list(lengths)
+        self.hw = hw
+        self.num_extra = num_extra
+        self.token_gate = token_gate
+        self.region_choice = region_choice
+        self.has_dump = has_dump
+        self._counts = None
+
+    @property
+    def num_branches(self) -> int:
+        return self.token_to_query.shape[0]
+
+    def _rows(self) -> int:
+        return self.num_queries + int(self.has_dump)
+
+    def counts(self, dtype=torch.float32) -> Tensor:
+        """(T,) number of tokens pooled into each query (over all branches)."""
+        if self._counts is None:
+            idx = self.token_to_query.reshape(-1)
+            self._counts = torch.bincount(idx, minlength=self._rows())[:self.num_queries]
+        return self._counts.to(dtype)
+
+    def pool(self, x: Tensor) -> Tensor:
+        """(B, N, C) tokens -> (T, C) queries: the mean of each query's tokens."""
+        B, N, C = x.shape
+        Kb = self.num_branches
+        src = x.reshape(B * N, C)
+        if Kb > 1:
+            src = src.repeat(Kb, 1)
+        out = x.new_zeros(self._rows(), C).index_add_(0, self.token_to_query.reshape(-1), src)
+        out = out[:self.num_queries]
+        return out / self.counts(x.dtype).unsqueeze(1)
+
+    def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
+        """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)."""
+        B, N, C = x.shape
+        if self.has_dump:
+            delta = torch.cat([delta, delta.new_zeros(1, C)])
+        y = x
+        for k in range(self.num_branches):
+            d = delta.index_select(0, self.token_to_query[k].reshape(-1)).view(B, N, C)
+            if self.token_gate is not None:
+                d = d * self.token_gate[..., k:k + 1]
+            y = y + d
+        return y
+
+    def query_xy(self, device, dtype=torch.float32) -> Tensor:
+        B, N = self.token_to_query.shape[1:]
+        H, W = self.hw
+        E = self.num_extra
+        ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=dtype),
+                                torch.arange(W, device=device, dtype=dtype), indexing='ij')
+        xy = torch.stack([xs.flatten(), ys.flatten()], 1)
+        if E:
+            centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(E, 2)
+            xy = torch.cat([centre, xy])
+        return self.pool(xy.unsqueeze(0).expand(B, N, 2).contiguous())
+
+
+def _offsets(lengths: Tensor) -> Tensor:
+    return torch.cumsum(lengths, 0) - lengths
+
+
+def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
+                   region_gate: Optional[Tensor] = None) -> GrainedQueries:
+    """Queries of the chosen granularity of every region.
+
+    Args:
+        geo: the map's geometry.
+        choice: (B, R) long, the granularity index chosen for each region.
+        num_extra: E extra tokens per image (queries at full granularity).
+        region_gate: (B, R) or None, the straight-through gate of each region's choice
+            (value 1, gradient through the soft score); extra tokens get 1.
+    """
+    B = choice.shape[0]
+    E = num_extra
+    device = choice.device
+    # (B, P): patch is a query if valid and its region chose its granularity
+    sel = geo.patch_valid & (choice.index_select(1, geo.patch_region) == geo.patch_k)
+    rank = sel.cumsum(1)
+    lengths = rank[:, -1] + E
+    qid_patch = _offsets(lengths).unsqueeze(1) + E + rank - 1
+    k_pos = choice.index_select(1, geo.pos_region)  # (B, HW)
+    pid = geo.pos_patch.gather(0, k_pos)  # (B, HW)
+    lengths_list = lengths.tolist()
+    total = sum(lengths_list)
+    t2q = qid_patch.gather(1, pid.clamp(min=0))
+    if geo.has_skip:
+        t2q = torch.where(pid < 0, torch.full_like(t2q, total), t2q)
+    if E:
+        extra = _offsets(lengths).unsqueeze(1) + torch.arange(E, device=device)
+        t2q = torch.cat([extra, t2q], 1)
+    token_gate = None
+    if region_gate is not None:
+        token_gate = region_gate.index_select(1, geo.pos_region)
+        if E:
+            token_gate = torch.cat([token_gate.new_ones(B, E), token_gate], 1)
+        token_gate = token_gate.unsqueeze(-1)
+    return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, token_gate,
+                          region_choice=choice, has_dump=geo.has_skip)
+
+
+def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
+                  region_gate: Tensor, choice: Optional[Tensor] = None) -> GrainedQueries:
+    """Queries of every granularity of every region (dense training mode).
+
+    The block runs on all of them; un-pooling mixes the granularities' deltas with the
+    per-region gate ``region_gate`` (B, R, K) (hard one-hot forward, straight-through).
+    """
+    B, E = batch_size, num_extra
+    device = region_gate.device
+    L = E + geo.num_valid_patches
+    base = (torch.arange(B, device=device) * L).view(B, 1)
+    branches, gates = [], []
+    for k, phi in enumerate(geo.granularities):
+        if phi == 0:
+            continue
+        t2q = base + E + geo.patch_rank[geo.pos_patch[k]].unsqueeze(0)  # (B, HW)
+        g = region_gate[..., k].index_select(1, geo.pos_region)  # (B, HW)
+        if E:
+            t2q = torch.cat([base + torch.arange(E, device=device), t2q], 1)
+            first = 1.0 if not branches else 0.0
+            g = torch.cat([g.new_full((B, E), first), g], 1)
+        branches.append(t2q)
+        gates.append(g)
+    return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E,
+                          torch.stack(gates, -1), region_choice=choice)

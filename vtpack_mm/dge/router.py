@@ -1,0 +1,79 @@
+"""The dynamic grained router: one gating logit per granularity for every region."""
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .geometry import RegionGeometry
+
+
+def region_mean(tokens: Tensor, geo: RegionGeometry) -> Tensor:
+    """(B, H*W, C) map tokens -> (B, R, C) mean over each region's valid positions."""
+    B, _, C = tokens.shape
+    sums = tokens.new_zeros(B, geo.num_regions, C).index_add_(1, geo.pos_region, tokens)
+    return sums / geo.region_count.to(tokens.dtype).view(1, -1, 1)
+
+
+def finest_index(granularities: Sequence[int]) -> int:
+    """Index of the finest granularity: the smallest positive patch side."""
+    return min((g, k) for k, g in enumerate(granularities) if g > 0)[1]
+
+
+class GrainedRouter(nn.Module):
+    """Linear gate over region means: ``h_i = mean(z_i) W + b``.
+
+    The weight starts at zero and the bias makes the finest granularity's probability
+    ``init_gate``, so a router added to a pretrained vanilla block picks the finest
+    granularity in every region at inference and the block computes exactly what it did.
+
+    Args:
+        embed_dims: channels C.
+        granularities: the candidate patch sides, one logit each.
+        init_gate: initial probability of the finest granularity. Default 0.95.
+    """
+
+    def __init__(self, embed_dims: int, granularities: Sequence[int], init_gate: float = 0.95):
+        super().__init__()
+        if not 0.0 < init_gate < 1.0:
+            raise ValueError(f'init_gate must be in (0, 1), got {init_gate}')
+        self.granularities = tuple(granularities)
+        self.init_gate = init_gate
+        self.gate = nn.Linear(embed_dims, len(self.granularities))
+        # Inference-time shift of the logits (the budget knob); not saved in checkpoints.
+        self.register_buffer('logit_shift', torch.zeros(len(self.granularities)), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        K = len(self.granularities)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+        if K > 1:
+            # softmax(b, -b, ..., -b)[0] = init_gate  <=>  exp(2b) = p (K - 1) / (1 - p)
+            b = 0.5 * math.log(self.init_gate * (K - 1) / (1.0 - self.init_gate))
+            with torch.no_grad():
+                self.gate.bias.fill_(-b)
+                self.gate.bias[finest_index(self.granularities)] = b
+
+    def forward(self, region_feats: Tensor) -> Tensor:
+        return self.gate(region_feats) + self.logit_shift
+
+    def flops(self, num_regions: int) -> int:
+        return num_regions * self.gate.in_features * self.gate.out_features
+
+
+def gumbel_decision(logits: Tensor, tau: float,
+                    override: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """Gumbel-max choice with a straight-through gate.
+
+    Returns ``choice`` (argmax of logits + Gumbel noise, or ``override``) and ``gate``, the
+    hard one-hot of the choice in the forward pass whose gradient is that of
+    ``softmax((logits + g) / tau)``.
+    """
+    gumbels = -torch.empty_like(logits).exponential_().log()
+    noisy = logits + gumbels
+    soft = F.softmax(noisy / tau, dim=-1)
+    choice = noisy.argmax(-1) if override is None else override
+    hard = F.one_hot(choice, logits.shape[-1]).to(soft.dtype)
+    return choice, hard + (soft - soft.detach())
