@@ -31,15 +31,25 @@ step "1/5 build tools (setuptools, wheel, ninja, numpy)"
 step "2/5 PyTorch and runtime dependencies"
 "${PIP[@]}" $C -r requirements/runtime.txt
 
+TORCH_VER="$("$PY" -c 'import torch; print(torch.__version__)')"
 if "$PY" -c "import mmcv, sys; from mmcv.ops import nms; sys.exit(mmcv.__version__ != '2.1.0')" 2>/dev/null; then
   step "3/5 mmcv 2.1.0 with compiled ops is already installed"
 else
-  step "3/5 mmcv 2.1.0 with compiled ops (a first build takes ~25 min on 2 cores; pip caches the wheel)"
-  ( s=$SECONDS; while sleep 60; do echo "[setup] ... mmcv still building, $(( (SECONDS - s) / 60 )) min"; done ) &
-  hb=$!
-  trap 'kill $hb 2>/dev/null || true' EXIT
-  MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" --no-build-isolation $C mmcv
-  kill $hb 2>/dev/null || true
+  # mmcv's compiled ops are tied to the torch they were built against, so its wheel is kept
+  # in a cache folder named after that torch (pip's own cache would reuse a stale build).
+  WHEELS="${VTPACK_MM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vtpack_mm}/mmcv-2.1.0-torch-$TORCH_VER"
+  if ! ls "$WHEELS"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+    step "3/5 building mmcv 2.1.0 with its CPU ops against torch $TORCH_VER (~20 min on 2 cores, once per machine)"
+    ( s=$SECONDS; while sleep 60; do echo "[setup] ... mmcv still building, $(( (SECONDS - s) / 60 )) min"; done ) &
+    hb=$!
+    trap 'kill $hb 2>/dev/null || true' EXIT
+    MAX_JOBS="${MAX_JOBS:-2}" "$PY" -m pip wheel --no-cache-dir --no-build-isolation --no-deps \
+      -w "$WHEELS.tmp" "mmcv==2.1.0"
+    mkdir -p "$WHEELS" && mv "$WHEELS.tmp"/mmcv-*.whl "$WHEELS"/ && rm -rf "$WHEELS.tmp"
+    kill $hb 2>/dev/null || true
+  fi
+  step "3/5 installing mmcv 2.1.0 from $WHEELS"
+  "${PIP[@]}" --force-reinstall --no-deps "$WHEELS"/mmcv-2.1.0-*.whl
 fi
 
 step "4/5 mmengine, mmdet, mmsegmentation, mmpretrain, test and optional tools"

@@ -4,9 +4,10 @@ Two fixes, both through extension points and never by editing installed packages
 
 * torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.x calls
   ``torch.load`` without the argument, so a checkpoint saved by its Runner (which holds a
-  ``HistoryBuffer`` and numpy arrays and scalars in its message hub) fails to load or resume.
-  :func:`allow_runner_checkpoints` allow-lists exactly those types with
-  ``torch.serialization.add_safe_globals``; the safety stays on for everything else.
+  ``HistoryBuffer`` with its statistics methods, and numpy arrays and scalars) fails to
+  load or resume. :func:`allow_runner_checkpoints` allow-lists exactly those types with
+  ``torch.serialization.add_safe_globals`` (``getattr`` only for HistoryBuffer's own
+  methods); the safety stays on for everything else.
 * Distributed training on CPU: mmengine's pytorch launcher calls ``torch.cuda.set_device``
   and its DDP wrapper passes ``device_ids``. :func:`prepare_cpu_distributed` starts the gloo
   process group itself (the Runner then skips its own init), asks for DDP without
@@ -14,6 +15,7 @@ Two fixes, both through extension points and never by editing installed packages
 """
 import copy
 import os
+import pickle
 
 import numpy as np
 import torch
@@ -30,13 +32,27 @@ def _numpy_safe_types():
     return types
 
 
+def _history_buffer_method(owner, name):
+    """Stands in for ``getattr`` while unpickling: a HistoryBuffer pickles its statistics
+    methods as ``getattr(HistoryBuffer, 'mean')``. Only those lookups are allowed; a general
+    ``getattr`` would let a checkpoint reach arbitrary callables."""
+    from mmengine.logging import HistoryBuffer
+    builtin = ('min', 'max', 'current', 'mean')  # registered by every HistoryBuffer()
+    if owner is HistoryBuffer and (name in builtin or name in HistoryBuffer._statistics_methods):
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) in a checkpoint: vtpack_mm allows only '
+        f'HistoryBuffer statistics methods')
+
+
 def allow_runner_checkpoints():
     """Allow-list, once, the non-tensor types an mmengine Runner checkpoint holds."""
     global _applied
     if _applied or not hasattr(torch.serialization, 'add_safe_globals'):
         return
     from mmengine.logging import HistoryBuffer
-    torch.serialization.add_safe_globals([HistoryBuffer] + _numpy_safe_types())
+    torch.serialization.add_safe_globals(
+        [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')] + _numpy_safe_types())
     _applied = True
 
 

@@ -1,0 +1,227 @@
+"""What every vtpack_mm backbone shares: the OpenMMLab backbone contract and DGE plumbing."""
+import math
+from typing import Dict, Iterable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init, trunc_normal_
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.checkpoint import checkpoint
+
+from ...dge import ComplexityMeter, DynamicGrainedEncoder
+from ..layers.attention import DeformablePointAttention
+
+DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate')
+DGE_SELECT_KEYS = ('stages', 'layers')
+
+
+def resize_pos_embed(pos: Tensor, src_hw, dst_hw, num_extra: int = 0,
+                     mode: str = 'bilinear') -> Tensor:
+    """Resize a (1, E + h*w, C) position table from ``src_hw`` to ``dst_hw``."""
+    if tuple(src_hw) == tuple(dst_hw):
+        return pos
+    extra, grid = pos[:, :num_extra], pos[:, num_extra:]
+    C = grid.shape[-1]
+    grid = grid.reshape(1, src_hw[0], src_hw[1], C).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
+    grid = grid.flatten(2).transpose(1, 2)
+    return torch.cat([extra, grid], 1) if num_extra else grid
+
+
+def check_arch(arch, arch_zoo: Dict[str, dict], required: Sequence[str], name: str) -> dict:
+    """Resolve an arch name or dict against a preset table, with errors naming the problem."""
+    if isinstance(arch, str):
+        key = arch.lower()
+        if key not in arch_zoo:
+            raise ValueError(f'{name}: unknown arch {arch!r}; choose from {sorted(arch_zoo)} '
+                             f'or give a dict with keys {list(required)}')
+        return dict(arch_zoo[key])
+    if not isinstance(arch, dict):
+        raise TypeError(f'{name}: arch must be a name or a dict, got {type(arch).__name__}')
+    missing = [k for k in required if k not in arch]
+    if missing:
+        raise ValueError(f'{name}: custom arch lacks {missing}')
+    return dict(arch)
+
+
+class DGEBackbone(BaseModule):
+    """Base of the vtpack_mm backbones.
+
+    Subclasses build ``self.blocks_by_stage`` (a list of lists of
+    :class:`~vtpack_mm.models.layers.EncoderLayer`) and ``self.frozen_modules(i)``; this class
+    provides ``out_indices`` validation, ``frozen_stages``, ``norm_eval``, activation
+    checkpointing, weight init, strict pretrained loading and the complexity record of the
+    last forward pass (``last_complexity``, a :class:`~vtpack_mm.dge.ComplexityMeter`).
+    """
+
+    def __init__(self, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.last_complexity: Optional[ComplexityMeter] = None
+
+    # --- configuration helpers ---------------------------------------------------------
+    @staticmethod
+    def parse_dge_cfg(dge_cfg: Optional[dict], num_stages: int, num_layers: int):
+        """Split a backbone ``dge_cfg`` into the encoder kwargs and a selector function."""
+        if dge_cfg is None:
+            return None, lambda stage, layer: False
+        dge_cfg = dict(dge_cfg)
+        unknown = set(dge_cfg) - set(DGE_KEYS) - set(DGE_SELECT_KEYS)
+        if unknown:
+            raise ValueError(f'dge_cfg has unknown keys {sorted(unknown)}; '
+                             f'allowed: {list(DGE_KEYS + DGE_SELECT_KEYS)}')
+        stages = dge_cfg.pop('stages', None)
+        layers = dge_cfg.pop('layers', None)
+        for what, idx, n in (('stages', stages, num_stages), ('layers', layers, num_layers)):
+            if idx is not None and any(not 0 <= int(i) < n for i in idx):
+                raise ValueError(f'dge_cfg.{what}={list(idx)} out of range: there are {n} {what}')
+        stages = None if stages is None else {int(i) for i in stages}
+        layers = None if layers is None else {int(i) for i in layers}
+
+        def selected(stage: int, layer: int) -> bool:
+            return (stages is None or stage in stages) and (layers is None or layer in layers)
+
+        return dge_cfg, selected
+
+    @staticmethod
+    def check_out_indices(out_indices, num_outputs: int, name: str):
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        if not isinstance(out_indices, Sequence) or not out_indices:
+            raise TypeError(f'{name}: out_indices must be an int or a non-empty sequence, '
+                            f'got {out_indices!r}')
+        result = []
+        for i in out_indices:
+            j = int(i) + num_outputs if int(i) < 0 else int(i)
+            if not 0 <= j < num_outputs:
+                raise ValueError(f'{name}: out_indices {list(out_indices)} out of range for '
+                                 f'{num_outputs} outputs')
+            result.append(j)
+        return tuple(result)
+
+    # --- forward helpers ---------------------------------------------------------------
+    def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str) -> Tensor:
+        if self.with_cp and x.requires_grad:
+            x = checkpoint(block, x, hw, use_reentrant=False)
+        else:
+            x = block(x, hw)
+        meter.add(group, *block.last_macs)
+        return x
+
+    # --- training mode, freezing ---------------------------------------------------------
+    def frozen_modules(self, stage: int) -> Iterable[nn.Module]:
+        raise NotImplementedError
+
+    def _freeze_stages(self):
+        for i in range(self.frozen_stages + 1):
+            for m in self.frozen_modules(i):
+                if isinstance(m, nn.Parameter):
+                    m.requires_grad = False
+                    continue
+                m.eval()
+                for p in m.parameters():
+                    p.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # --- DGE access ----------------------------------------------------------------------
+    def dge_modules(self):
+        return [m for m in self.modules() if isinstance(m, DynamicGrainedEncoder)]
+
+    # --- weights -------------------------------------------------------------------------
+    def init_weights(self):
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self._init_from_scratch()  # routers and anything the checkpoint lacks
+            self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+            self._is_init = True
+            return
+        if cfg is not None:
+            super().init_weights()
+        else:
+            self._init_from_scratch()
+        self._is_init = True
+
+    def _init_from_scratch(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                constant_init(m, 1.0, 0.0)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        for p in self.position_tables():
+            trunc_normal_(p, std=.02)
+        for m in self.modules():
+            if isinstance(m, DynamicGrainedEncoder):
+                m.router.reset_parameters()
+            elif isinstance(m, DeformablePointAttention):
+                m.reset_offsets()
+
+    def position_tables(self) -> Iterable[nn.Parameter]:
+        return []
+
+    def convert_state_dict(self, state_dict: dict) -> dict:
+        """Hook for subclasses: turn a foreign checkpoint layout into ours (default: as is)."""
+        return state_dict
+
+    def adapt_state_dict(self, state_dict: dict) -> dict:
+        """Hook for subclasses: resize position tables and the like to this model."""
+        return state_dict
+
+    def load_pretrained(self, filename: str, prefix: Optional[str] = None):
+        """Load backbone weights, refusing any key or shape that does not fit.
+
+        Only the DGE routers may be missing (a vanilla checkpoint in a DGE backbone); they
+        keep their fresh initialisation, which picks the finest granularity everywhere.
+        """
+        logger = MMLogger.get_current_instance()
+        ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+        state = ckpt
+        for key in ('state_dict', 'model', 'module'):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+                break
+        if prefix:
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if not state:
+                raise KeyError(f'{filename}: no key starts with prefix {prefix!r}')
+        state = self.adapt_state_dict(self.convert_state_dict(dict(state)))
+        own = self.state_dict()
+        unexpected = sorted(set(state) - set(own))
+        missing = sorted(set(own) - set(state))
+        router_missing = [k for k in missing if '.dge.router.' in k]
+        missing = [k for k in missing if '.dge.router.' not in k]
+        shapes = [f'{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'
+                  for k in sorted(set(state) & set(own)) if state[k].shape != own[k].shape]
+        problems = []
+        if unexpected:
+            problems.append(f'unexpected keys ({len(unexpected)}): {unexpected[:8]}')
+        if missing:
+            problems.append(f'missing keys ({len(missing)}): {missing[:8]}')
+        if shapes:
+            problems.append(f'shape mismatches ({len(shapes)}): {shapes[:8]}')
+        if problems:
+            raise ValueError(f'checkpoint {filename} does not fit {type(self).__name__} '
+                             f'(arch as configured): ' + '; '.join(problems))
+        self.load_state_dict(state, strict=False)
+        if router_missing:
+            logger.info(f'{type(self).__name__}: loaded {filename}; {len(router_missing)} DGE '
+                        f'router keys are not in it and keep their initialisation '
+                        f'(finest granularity everywhere): {router_missing[:4]}...')
+        return router_missing

@@ -1,0 +1,244 @@
+"""PVT v1 and DPVT: pyramid vision transformers, vanilla or with Dynamic Grained Encoders."""
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+from mmcv.cnn.bricks.transformer import PatchEmbed
+from mmengine.model import BaseModule, ModuleList
+from torch import Tensor, nn
+
+from ...dge import ComplexityMeter, linear_macs, norm_macs
+from ...registry import MODELS
+from ..layers import EncoderLayer
+from .base import DGEBackbone, check_arch, resize_pos_embed
+
+PVT_ARCHS = {
+    name: dict(depths=depths, embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
+               mlp_ratios=[8, 8, 4, 4], sr_ratios=[8, 4, 2, 1])
+    for name, depths in dict(tiny=[2, 2, 2, 2], small=[3, 4, 6, 3], medium=[3, 4, 18, 3],
+                             large=[3, 8, 27, 3]).items()
+}
+ARCH_KEYS = ('depths', 'embed_dims', 'num_heads', 'mlp_ratios', 'sr_ratios')
+OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
+
+
+class PVTStage(BaseModule):
+    """Patch embedding, absolute position table and encoder layers of one PVT stage."""
+
+    def __init__(self, in_channels, embed_dims, patch_size, pos_hw, num_extra, blocks,
+                 drop_rate, norm_cfg):
+        super().__init__()
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, kernel_size=patch_size,
+                                      stride=patch_size, padding=0, norm_cfg=norm_cfg)
+        self.pos_hw = tuple(pos_hw)
+        self.num_extra = num_extra
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_extra + pos_hw[0] * pos_hw[1],
+                                                  embed_dims))
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = ModuleList(blocks)
+
+    def embed_macs(self, hw) -> int:
+        conv = self.patch_embed.projection
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        return linear_macs(hw[0] * hw[1], conv.in_channels * k, conv.out_channels) + \
+            norm_macs(hw[0] * hw[1], conv.out_channels)
+
+    def position(self, hw) -> Tensor:
+        return resize_pos_embed(self.pos_embed, self.pos_hw, hw, self.num_extra)
+
+
+@MODELS.register_module()
+class PVT(DGEBackbone):
+    """Pyramid Vision Transformer v1, optionally with Dynamic Grained Encoders.
+
+    `Pyramid Vision Transformer <https://arxiv.org/abs/2102.12122>`_ with the sparse-query
+    encoders of `Dynamic Grained Encoder for Vision Transformers
+    <https://github.com/StevenGrove/vtpack>`_ (NeurIPS 2021). ``attn_cfg=dict(type='deform')``
+    gives DPVT (see :class:`DPVT`).
+
+    Args:
+        arch: 'tiny', 'small', 'medium', 'large' or a dict with depths, embed_dims,
+            num_heads, mlp_ratios and sr_ratios (one entry per stage). Default 'small'.
+        in_channels: input channels. Default 3.
+        pretrain_img_size: image size the position tables are made for. Default 224.
+        patch_sizes: patch-embedding kernel/stride per stage. Default (4, 2, 2, 2).
+        out_indices: stages whose output is returned. Default (0, 1, 2, 3).
+        out_type: last stage's output: 'featmap' (B, C, H, W), 'cls_token' (B, C) (needs
+            ``with_cls_token``) or 'avg_featmap' (B, C). Default 'featmap'.
+        with_cls_token: a class token in the last stage (the official classifier). Default
+            False.
+        final_norm: LayerNorm after the last stage. Default False.
+        qkv_bias: bias in q/kv projections. Default True.
+        drop_rate, attn_drop_rate: dropout rates. Default 0.
+        drop_path_rate: stochastic depth, linearly increasing over layers. Default 0.1.
+        attn_cfg: the attention of every layer: dict(type='sra') (PVT) or
+            dict(type='deform', num_points=4) (DPVT). Default PVT's.
+        norm_cfg: norm layers. Default LN with eps 1e-6.
+        act_cfg: FFN activation. Default GELU.
+        frozen_stages: stages 0..frozen_stages are frozen (eval mode, no grad); -1 = none.
+        norm_eval: keep BatchNorm layers in eval mode in training. Default False.
+        with_cp: activation checkpointing of every layer. Default False.
+        dge_cfg: None (vanilla) or dict(granularities=(1, 2, 4), region_size=None,
+            gumbel_tau=1.0, train_mode='dense', init_gate=0.95, stages=None, layers=None);
+            ``stages``/``layers`` (global layer indices) select the wrapped layers, None =
+            all.
+        init_cfg: e.g. dict(type='Pretrained', checkpoint=PATH[, prefix='backbone.']);
+            official PVT/DPVT and mmdet checkpoints are converted on load.
+    """
+    default_attn_cfg = dict(type='sra')
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 pretrain_img_size: Union[int, Sequence[int]] = 224,
+                 patch_sizes: Sequence[int] = (4, 2, 2, 2),
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_type: str = 'featmap',
+                 with_cls_token: bool = False,
+                 final_norm: bool = False,
+                 qkv_bias: bool = True,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 attn_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 act_cfg: dict = dict(type='GELU'),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 dge_cfg: Optional[dict] = None,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
+        arch = check_arch(arch, PVT_ARCHS, ARCH_KEYS, name)
+        num_stages = len(arch['depths'])
+        if any(len(arch[k]) != num_stages for k in ARCH_KEYS) or len(patch_sizes) != num_stages:
+            raise ValueError(f'{name}: arch lists and patch_sizes must have one entry per stage')
+        if out_type not in OUT_TYPES:
+            raise ValueError(f'{name}: out_type must be one of {OUT_TYPES}, got {out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
+        if not -1 <= frozen_stages < num_stages:
+            raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
+                             f'{num_stages - 1}]')
+        self.arch = arch
+        self.num_stages = num_stages
+        self.out_indices = self.check_out_indices(out_indices, num_stages, name)
+        self.out_type = out_type
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.patch_sizes = tuple(patch_sizes)
+        attn_cfg = dict(attn_cfg or self.default_attn_cfg)
+        if isinstance(pretrain_img_size, int):
+            pretrain_img_size = (pretrain_img_size, pretrain_img_size)
+        self.pretrain_img_size = tuple(pretrain_img_size)
+
+        total = sum(arch['depths'])
+        dge_kwargs, selected = self.parse_dge_cfg(dge_cfg, num_stages, total)
+        dpr = torch.linspace(0, drop_path_rate, total).tolist()
+        self.stages = ModuleList()
+        in_ch, g = in_channels, 0
+        for i in range(num_stages):
+            dims = arch['embed_dims'][i]
+            stage_attn = dict(attn_cfg)
+            if stage_attn['type'] == 'sra':
+                stage_attn['sr_ratio'] = arch['sr_ratios'][i]
+            blocks = []
+            for j in range(arch['depths'][i]):
+                blocks.append(EncoderLayer(
+                    dims, arch['num_heads'][i], arch['mlp_ratios'][i] * dims,
+                    attn_cfg=stage_attn, qkv_bias=qkv_bias, drop_rate=drop_rate,
+                    attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[g], act_cfg=act_cfg,
+                    norm_cfg=norm_cfg, dge_cfg=dge_kwargs if selected(i, g) else None))
+                g += 1
+            stride = int(np.prod(self.patch_sizes[:i + 1]))
+            pos_hw = (self.pretrain_img_size[0] // stride, self.pretrain_img_size[1] // stride)
+            extra = int(with_cls_token and i == num_stages - 1)
+            self.stages.append(PVTStage(in_ch, dims, self.patch_sizes[i], pos_hw, extra, blocks,
+                                        drop_rate, norm_cfg))
+            in_ch = dims
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, in_ch)) if with_cls_token else None
+        self.norm = nn.LayerNorm(in_ch, eps=norm_cfg.get('eps', 1e-6)) if final_norm else None
+        self._freeze_stages()
+
+    @property
+    def embed_dims(self):
+        return list(self.arch['embed_dims'])
+
+    def position_tables(self):
+        tables = [s.pos_embed for s in self.stages]
+        return tables + ([self.cls_token] if self.cls_token is not None else [])
+
+    def frozen_modules(self, stage):
+        return [self.stages[stage]]
+
+    def forward(self, x: Tensor):
+        meter = ComplexityMeter()
+        outs = []
+        B = x.shape[0]
+        for i, stage in enumerate(self.stages):
+            in_hw = x.shape[-2:]
+            x, hw = stage.patch_embed(x)
+            if hw[0] == 0 or hw[1] == 0:
+                stride = int(np.prod(self.patch_sizes[:i + 1]))
+                raise ValueError(f'{type(self).__name__}: input too small: stage {i + 1} gets a '
+                                 f'{hw[0]}x{hw[1]} map from {tuple(in_hw)}; images must be at '
+                                 f'least {stride}x{stride} pixels')
+            group = f'stage{i + 1}'
+            meter.add(group, stage.embed_macs(hw))
+            last = i == self.num_stages - 1
+            if last and self.cls_token is not None:
+                x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)
+            x = stage.pos_drop(x + stage.position(hw))
+            for block in stage.blocks:
+                x = self.run_block(block, x, hw, meter, group)
+            E = stage.num_extra
+            if last and self.norm is not None:
+                x = self.norm(x)
+            if i in self.out_indices:
+                outs.append(self._output(x, hw, E, last))
+            if not last:
+                x = x[:, E:].transpose(1, 2).reshape(B, -1, hw[0], hw[1])
+        self.last_complexity = meter
+        return tuple(outs)
+
+    def _output(self, x, hw, num_extra, last):
+        if last and self.out_type == 'cls_token':
+            return x[:, 0]
+        tokens = x[:, num_extra:]
+        if last and self.out_type == 'avg_featmap':
+            return tokens.mean(1)
+        B, _, C = tokens.shape
+        return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1]).contiguous()
+
+    def convert_state_dict(self, state_dict):
+        from ..converters import detect_and_convert_pvt
+        return detect_and_convert_pvt(state_dict)
+
+    def adapt_state_dict(self, state_dict):
+        for i, stage in enumerate(self.stages):
+            key = f'stages.{i}.pos_embed'
+            pos = state_dict.get(key)
+            if pos is None or pos.shape == stage.pos_embed.shape:
+                continue
+            n = pos.shape[1] - stage.num_extra
+            side = int(round(n**0.5))
+            if side * side != n:
+                raise ValueError(f'{key}: cannot resize a table of {pos.shape[1]} entries '
+                                 f'(not {stage.num_extra} + a square)')
+            state_dict[key] = resize_pos_embed(pos, (side, side), stage.pos_hw, stage.num_extra)
+        return state_dict
+
+
+@MODELS.register_module()
+class DPVT(PVT):
+    """DPVT: PVT whose attention is deformable point attention (4 points per head).
+
+    The new framework of `Dynamic Grained Encoder for Vision Transformers
+    <https://github.com/StevenGrove/vtpack>`_: each query reads ``num_points`` bilinearly
+    sampled points per head around its reference point instead of spatially reduced keys.
+    Same arguments as :class:`PVT`; ``attn_cfg`` defaults to
+    ``dict(type='deform', num_points=4)`` and ``sr_ratios`` are unused.
+    """
+    default_attn_cfg = dict(type='deform', num_points=4)

@@ -1,0 +1,72 @@
+"""PVT v1 / DPVT checkpoints: the official release (also vtpack's layout) and mmdet's."""
+import re
+from typing import Dict
+
+from torch import Tensor
+
+from .common import rename, split_heads
+
+OFFICIAL_RULES = [
+    (r'^patch_embed(\d)\.proj\.', lambda m: f'stages.{int(m.group(1)) - 1}.patch_embed.projection.'),
+    (r'^patch_embed(\d)\.norm\.', lambda m: f'stages.{int(m.group(1)) - 1}.patch_embed.norm.'),
+    (r'^pos_embed(\d)$', lambda m: f'stages.{int(m.group(1)) - 1}.pos_embed'),
+    (r'^block(\d)\.(\d+)\.mlp\.fc1\.', lambda m: f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.ffn.layers.0.0.'),
+    (r'^block(\d)\.(\d+)\.mlp\.fc2\.', lambda m: f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.ffn.layers.1.'),
+    (r'^block(\d)\.(\d+)\.', lambda m: f'stages.{int(m.group(1)) - 1}.blocks.{m.group(2)}.'),
+    (r'^cls_token$', 'cls_token'),
+    (r'^norm\.', 'norm.'),
+]
+
+
+def convert_official_pvt(state: Dict[str, Tensor]):
+    """whai362/PVT v1 (and vtpack PVT/DPVT) keys -> ours. Returns (backbone, head)."""
+    backbone, head = split_heads(state)
+    backbone = {k: v for k, v in backbone.items() if not k.endswith('.dge.splits')}
+    return rename(backbone, OFFICIAL_RULES), head
+
+
+def _mmdet_block(m):
+    return f'stages.{m.group(1)}.blocks.{int(m.group(2)) - 1}.'
+
+
+MMDET_RULES = [
+    (r'^layers\.(\d)\.0\.', r'stages.\1.patch_embed.'),
+    (r'^layers\.(\d)\.1\.0\.pos_embed$', r'stages.\1.pos_embed'),
+    (r'^layers\.(\d)\.1\.(\d+)\.attn\.attn\.out_proj\.', lambda m: _mmdet_block(m) + 'attn.proj.'),
+    (r'^layers\.(\d)\.1\.(\d+)\.attn\.(sr|norm)\.', lambda m: _mmdet_block(m) + f'attn.{m.group(3)}.'),
+    (r'^layers\.(\d)\.1\.(\d+)\.ffn\.layers\.0\.', lambda m: _mmdet_block(m) + 'ffn.layers.0.0.'),
+    (r'^layers\.(\d)\.1\.(\d+)\.ffn\.layers\.3\.', lambda m: _mmdet_block(m) + 'ffn.layers.1.'),
+    (r'^layers\.(\d)\.1\.(\d+)\.(norm1|norm2)\.', lambda m: _mmdet_block(m) + f'{m.group(3)}.'),
+]
+
+
+def convert_mmdet_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """mmdet ``PyramidVisionTransformer`` (v1, absolute position tables) keys -> ours."""
+    out, rest = {}, {}
+    for key, value in state.items():
+        m = re.match(r'^layers\.(\d)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$', key)
+        if m is None:
+            rest[key] = value
+            continue
+        prefix = f'stages.{m.group(1)}.blocks.{int(m.group(2)) - 1}.attn.'
+        C = value.shape[0] // 3  # in_proj stacks q, k, v; our kv stacks k, v
+        out[f'{prefix}q.{m.group(3)}'] = value[:C]
+        out[f'{prefix}kv.{m.group(3)}'] = value[C:]
+    out.update(rename(rest, MMDET_RULES))
+    for key in list(out):
+        if re.search(r'ffn\.layers\.(0\.0|1)\.weight$', key) and out[key].dim() == 4:
+            out[key] = out[key].flatten(1)  # 1x1 convs -> linear
+    return out
+
+
+def detect_and_convert_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Convert a PVT checkpoint of any supported layout to ours (heads dropped)."""
+    keys = list(state)
+    if any(k.startswith('stages.') for k in keys):
+        return state
+    if any(k.startswith('patch_embed1.') for k in keys):
+        return convert_official_pvt(state)[0]
+    if any(k.startswith('layers.0.0.projection') for k in keys):
+        return convert_mmdet_pvt(state)
+    raise KeyError(f'unrecognised PVT checkpoint layout (first keys: {keys[:4]}); expected '
+                   f'vtpack_mm, official/vtpack (patch_embed1.*) or mmdet (layers.0.0.*) keys')

@@ -1,0 +1,192 @@
+"""Attention of (sparse) queries over dense keys/values: PVT's and DeiT's, and DPVT's."""
+import math
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from ...dge import QueryLayout, attention_macs, linear_macs, norm_macs
+
+
+def split_map(x: Tensor, hw):
+    """(B, E + H*W, C) -> extra tokens (B, E, C) and the map (B, C, H, W)."""
+    B, N, C = x.shape
+    H, W = hw
+    E = N - H * W
+    return x[:, :E], x[:, E:].transpose(1, 2).reshape(B, C, H, W)
+
+
+class SpatialReductionAttention(BaseModule):
+    """Multi-head attention whose keys/values come from a spatially reduced dense map.
+
+    PVT's attention (`Pyramid Vision Transformer <https://arxiv.org/abs/2102.12122>`_); with
+    ``sr_ratio=1`` it is plain ViT/DeiT attention. Queries may be any packed subset
+    (:class:`~vtpack_mm.dge.QueryLayout`); keys and values always come from every token.
+
+    Args:
+        embed_dims: channels C.
+        num_heads: attention heads.
+        sr_ratio: kernel and stride of the reduction conv; 1 = no reduction. Default 1.
+        qkv_bias: bias in the q and kv projections. Default True.
+        attn_drop: dropout on attention weights. Default 0.
+        proj_drop: dropout after the output projection. Default 0.
+        norm_cfg: norm after the reduction. Default LN with eps 1e-6.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int = 1,
+                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
+                 norm_cfg: dict = dict(type='LN', eps=1e-6), init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.embed_dims, self.num_heads, self.sr_ratio = embed_dims, num_heads, sr_ratio
+        self.q = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.kv = nn.Linear(embed_dims, 2 * embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
+            self.norm = build_norm_layer(norm_cfg, embed_dims)[1]
+
+    def reduced_hw(self, hw):
+        r = self.sr_ratio
+        return (hw[0] // r, hw[1] // r) if r > 1 else tuple(hw)
+
+    def keys_values(self, x: Tensor, hw):
+        """(B, N, C) normed tokens -> k, v of shape (B, heads, Nk, C / heads)."""
+        if self.sr_ratio > 1:
+            extra, fmap = split_map(x, hw)
+            red = self.norm(self.sr(fmap).flatten(2).transpose(1, 2))
+            x = torch.cat([extra, red], 1) if extra.shape[1] else red
+        B, Nk, C = x.shape
+        kv = self.kv(x).view(B, Nk, 2, self.num_heads, C // self.num_heads)
+        return kv.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
+        """q: (T, C) normed queries; x: (B, N, C) normed tokens; returns (T, C)."""
+        k, v = self.keys_values(x, queries.hw)
+        B, h, _, d = k.shape
+        qp = queries.to_padded(self.q(q))
+        L = qp.shape[1]
+        qp = qp.view(B, L, h, d).transpose(1, 2)
+        drop = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(qp, k, v, dropout_p=drop)
+        out = queries.from_padded(out.transpose(1, 2).reshape(B, L, h * d))
+        return self.proj_drop(self.proj(out))
+
+    def macs(self, num_inputs, num_queries, hw):
+        C = self.embed_dims
+        E = num_inputs - hw[0] * hw[1]
+        if self.sr_ratio > 1:
+            rh, rw = self.reduced_hw(hw)
+            nk = E + rh * rw
+            static = linear_macs(rh * rw, C * self.sr_ratio**2, C) + norm_macs(rh * rw, C)
+        else:
+            nk, static = num_inputs, 0
+        static += linear_macs(nk, C, 2 * C)
+        per_query = linear_macs(num_queries, C, C) * 2 + attention_macs(num_queries, nk, C)
+        return static + per_query
+
+
+class _ScaleGrad(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
+def deformable_point_sample(value: Tensor, xy: Tensor, weights: Tensor, hw) -> Tensor:
+    """Reference deformable point attention over a dense value map.
+
+    Args:
+        value: (B, heads, H*W, d) values of the map tokens.
+        xy: (B, L, heads, P, 2) sampling locations (x, y) in token units (token centres
+            at integer coordinates); outside the map samples read zeros.
+        weights: (B, L, heads, P) attention weights of the points.
+    Returns:
+        (B, L, heads * d)
+    """
+    B, h, _, d = value.shape
+    H, W = hw
+    L, P = xy.shape[1], xy.shape[3]
+    vmap = value.reshape(B * h, H, W, d).permute(0, 3, 1, 2)
+    size = xy.new_tensor([W, H])
+    grid = (2 * xy + 1) / size - 1  # token centres for align_corners=False
+    grid = grid.permute(0, 2, 1, 3, 4).reshape(B * h, L, P, 2)
+    sampled = F.grid_sample(vmap, grid, mode='bilinear', padding_mode='zeros',
+                            align_corners=False)  # (B*h, d, L, P)
+    w = weights.permute(0, 2, 1, 3).reshape(B * h, 1, L, P)
+    out = (sampled * w).sum(-1)  # (B*h, d, L)
+    return out.view(B, h, d, L).permute(0, 3, 1, 2).reshape(B, L, h * d)
+
+
+class DeformablePointAttention(BaseModule):
+    """DPVT's attention: each query reads a few bilinearly sampled points of the value map.
+
+    Per head, ``num_points`` offsets around the query's reference point (a token's centre,
+    or a pooled query's patch centre) and their softmax weights are predicted from the
+    query (`Deformable DETR <https://arxiv.org/abs/2010.04159>`_ style, one level).
+
+    Args:
+        embed_dims: channels C.
+        num_heads: heads.
+        num_points: sampling points per head. Default 4.
+        qkv_bias: bias of the value projection. Default True.
+        attn_drop: dropout on the point weights. Default 0.
+        proj_drop: dropout after the output projection. Default 0.
+        offset_grad_scale: gradient multiplier on the sampling locations. Default 0.1.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, num_points: int = 4,
+                 qkv_bias: bool = True, attn_drop: float = 0., proj_drop: float = 0.,
+                 offset_grad_scale: float = 0.1, init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims {embed_dims} is not divisible by num_heads {num_heads}')
+        self.embed_dims, self.num_heads, self.num_points = embed_dims, num_heads, num_points
+        self.v = nn.Linear(embed_dims, embed_dims, bias=qkv_bias)
+        self.offsets = nn.Linear(embed_dims, num_heads * num_points * 2)
+        self.attn_weight = nn.Linear(embed_dims, num_heads * num_points)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.offset_grad_scale = offset_grad_scale
+
+    def reset_offsets(self):
+        """Point i of head j starts (i + 1) tokens away along the head's own direction."""
+        nn.init.zeros_(self.offsets.weight)
+        angle = torch.arange(self.num_heads) * (2 * math.pi / self.num_heads)
+        direction = torch.stack([angle.cos(), angle.sin()], -1)
+        direction = direction / direction.abs().max(-1, keepdim=True)[0]
+        steps = torch.arange(1, self.num_points + 1, dtype=torch.float32)
+        with torch.no_grad():
+            self.offsets.bias.copy_((direction[:, None] * steps[None, :, None]).flatten())
+
+    def forward(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
+        B, N, C = x.shape
+        H, W = queries.hw
+        h, P = self.num_heads, self.num_points
+        value = self.v(x[:, N - H * W:]).view(B, H * W, h, C // h).transpose(1, 2)
+        ref = queries.query_xy(q.device, q.dtype)  # (T, 2)
+        xy = ref[:, None, None] + self.offsets(q).view(-1, h, P, 2)
+        if self.training and self.offset_grad_scale != 1.0:
+            xy = _ScaleGrad.apply(xy, self.offset_grad_scale)
+        weights = self.attn_drop(self.attn_weight(q).view(-1, h, P).softmax(-1))
+        out = deformable_point_sample(value, queries.to_padded(xy), queries.to_padded(weights),
+                                      (H, W))
+        return self.proj_drop(self.proj(queries.from_padded(out)))
+
+    def macs(self, num_inputs, num_queries, hw):
+        C, h, P = self.embed_dims, self.num_heads, self.num_points
+        static = linear_macs(hw[0] * hw[1], C, C)
+        per_query = (linear_macs(num_queries, C, 3 * h * P) + linear_macs(num_queries, C, C) +
+                     num_queries * h * P * (C // h) * 5)  # 4 bilinear taps + weighted sum
+        return static + per_query

@@ -1,0 +1,71 @@
+"""The one transformer encoder layer every backbone uses, vanilla or dynamic-grained."""
+from typing import Optional
+
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.drop import build_dropout
+from mmcv.cnn.bricks.transformer import FFN
+from torch import Tensor, nn
+
+from ...dge import DenseQueries, QueryLayout, SparseQueryBlock, linear_macs, norm_macs
+from .attention import DeformablePointAttention, SpatialReductionAttention
+
+ATTENTIONS = dict(sra=SpatialReductionAttention, deform=DeformablePointAttention)
+
+
+class EncoderLayer(SparseQueryBlock):
+    """Pre-norm encoder layer: ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``.
+
+    Queries go through ``norm1 -> attention -> norm2 -> FFN``; keys/values are the dense
+    ``norm1(x)``. With ``dge_cfg`` the queries are the Dynamic Grained Encoder's pooled
+    patches, otherwise every token.
+
+    Args:
+        embed_dims: channels C.
+        num_heads: attention heads.
+        feedforward_channels: hidden channels of the FFN.
+        attn_cfg: ``type`` ('sra' for PVT/DeiT, 'deform' for DPVT) and that attention's
+            keyword arguments (sr_ratio, num_points, ...).
+        qkv_bias: bias of the attention input projections. Default True.
+        drop_rate: dropout after the attention projection and in the FFN. Default 0.
+        attn_drop_rate: dropout on attention weights. Default 0.
+        drop_path_rate: stochastic depth. Default 0.
+        act_cfg: FFN activation. Default GELU.
+        norm_cfg: norm layers. Default LN with eps 1e-6.
+        dge_cfg: None (vanilla) or :class:`~vtpack_mm.dge.DynamicGrainedEncoder` kwargs.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, feedforward_channels: int,
+                 attn_cfg: dict = dict(type='sra'), qkv_bias: bool = True,
+                 drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.,
+                 act_cfg: dict = dict(type='GELU'), norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 dge_cfg: Optional[dict] = None, init_cfg=None):
+        super().__init__(embed_dims, dge_cfg, init_cfg=init_cfg)
+        attn_cfg = dict(attn_cfg)
+        attn_type = attn_cfg.pop('type')
+        if attn_type not in ATTENTIONS:
+            raise ValueError(f'unknown attention type {attn_type!r}; choose from {list(ATTENTIONS)}')
+        if attn_type == 'sra':
+            attn_cfg.setdefault('norm_cfg', norm_cfg)
+        self.embed_dims = embed_dims
+        self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.attn = ATTENTIONS[attn_type](
+            embed_dims, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop_rate,
+            proj_drop=drop_rate, **attn_cfg)
+        self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
+        self.ffn = FFN(embed_dims, feedforward_channels, num_fcs=2, ffn_drop=drop_rate,
+                       act_cfg=act_cfg, add_identity=False)
+        self.drop_path = build_dropout(
+            dict(type='DropPath', drop_prob=drop_path_rate)) if drop_path_rate > 0 else nn.Identity()
+
+    def forward_queries(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
+        kv_in = self.norm1(x)
+        q_in = kv_in.view_as(q) if isinstance(queries, DenseQueries) else self.norm1(q)
+        q = q + self.drop_path(self.attn(q_in, queries, kv_in))
+        return q + self.drop_path(self.ffn(self.norm2(q)))
+
+    def query_macs(self, num_inputs, num_queries, hw):
+        C = self.embed_dims
+        hidden = self.ffn.feedforward_channels
+        return (norm_macs(num_inputs, C) + self.attn.macs(num_inputs, num_queries, hw) +
+                norm_macs(num_queries, C) +
+                linear_macs(num_queries, C, hidden) + linear_macs(num_queries, hidden, C))
