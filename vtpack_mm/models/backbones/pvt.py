@@ -74,6 +74,8 @@ class PVT(DGEBackbone):
         attn_cfg: the attention of every layer: dict(type='sra') (PVT) or
             dict(type='deform', num_points=4) (DPVT). Default PVT's.
         norm_cfg: norm layers. Default LN with eps 1e-6.
+        patch_norm_cfg: norm of the patch embeddings; None = ``norm_cfg`` (as mmdet). The
+            official PVT and vtpack code use LN with eps 1e-5 there.
         act_cfg: FFN activation. Default GELU.
         frozen_stages: stages 0..frozen_stages are frozen (eval mode, no grad); -1 = none.
         norm_eval: keep BatchNorm layers in eval mode in training. Default False.
@@ -102,6 +104,7 @@ class PVT(DGEBackbone):
                  drop_path_rate: float = 0.1,
                  attn_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='LN', eps=1e-6),
+                 patch_norm_cfg: Optional[dict] = None,
                  act_cfg: dict = dict(type='GELU'),
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
@@ -156,8 +159,12 @@ class PVT(DGEBackbone):
             pos_hw = (self.pretrain_img_size[0] // stride, self.pretrain_img_size[1] // stride)
             extra = int(with_cls_token and i == num_stages - 1)
             self.stages.append(PVTStage(in_ch, dims, self.patch_sizes[i], pos_hw, extra, blocks,
-                                        drop_rate, norm_cfg))
+                                        drop_rate, patch_norm_cfg or norm_cfg))
             in_ch = dims
+        # every stage needs a non-empty map, and a spatial reduction needs sr_ratio tokens
+        reduce = [arch['sr_ratios'][i] if attn_cfg['type'] == 'sra' else 1 for i in range(num_stages)]
+        self.min_input_size = max(int(np.prod(self.patch_sizes[:i + 1])) * reduce[i]
+                                  for i in range(num_stages))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, in_ch)) if with_cls_token else None
         self.norm = nn.LayerNorm(in_ch, eps=norm_cfg.get('eps', 1e-6)) if final_norm else None
         self._freeze_stages()
@@ -174,17 +181,16 @@ class PVT(DGEBackbone):
         return [self.stages[stage]]
 
     def forward(self, x: Tensor):
+        if min(x.shape[-2:]) < self.min_input_size:
+            m = self.min_input_size
+            raise ValueError(f'{type(self).__name__}: input too small: {tuple(x.shape[-2:])}; '
+                             f'images must be at least {m}x{m} pixels (patch strides and '
+                             f'spatial reductions of the stages)')
         meter = ComplexityMeter()
         outs = []
         B = x.shape[0]
         for i, stage in enumerate(self.stages):
-            in_hw = x.shape[-2:]
             x, hw = stage.patch_embed(x)
-            if hw[0] == 0 or hw[1] == 0:
-                stride = int(np.prod(self.patch_sizes[:i + 1]))
-                raise ValueError(f'{type(self).__name__}: input too small: stage {i + 1} gets a '
-                                 f'{hw[0]}x{hw[1]} map from {tuple(in_hw)}; images must be at '
-                                 f'least {stride}x{stride} pixels')
             group = f'stage{i + 1}'
             meter.add(group, stage.embed_macs(hw))
             last = i == self.num_stages - 1

@@ -1,0 +1,154 @@
+"""The OpenMMLab backbone contract and bad-input errors, for every vtpack_mm backbone."""
+import pytest
+import torch
+
+import vtpack_mm
+
+DGE = dict(granularities=(1, 2, 4))
+BACKBONES = [(vtpack_mm.PVT, dict(arch='tiny')), (vtpack_mm.DPVT, dict(arch='tiny')),
+             (vtpack_mm.DeiT, dict(arch='tiny', out_type='featmap', img_size=64))]
+IDS = ['PVT', 'DPVT', 'DeiT']
+
+
+def mixed_routers(model, seed=0):
+    """Routers with random weights and no preference, so regions choose differently."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.dge_modules():
+        w = m.router.gate.weight
+        w.data.copy_(torch.randn(w.shape, generator=g))
+        m.router.gate.bias.data.zero_()
+
+
+@pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)
+@pytest.mark.parametrize('size', [(33, 45), (64, 96)])
+def test_any_input_size(cls, kw, size):
+    model = cls(**kw, dge_cfg=DGE)
+    model.init_weights()
+    mixed_routers(model)
+    model.eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    stride = 32 if cls is not vtpack_mm.DeiT else 16
+    assert outs[-1].shape[-2:] == (size[0] // stride, size[1] // stride)
+    assert 0 < model.last_complexity.ratio().item() <= 1
+
+
+@pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)
+def test_dense_sparse_inference_agree_on_backbone(cls, kw):
+    dense = cls(**kw, drop_path_rate=0.0, dge_cfg=dict(DGE, train_mode='dense'))
+    sparse = cls(**kw, drop_path_rate=0.0, dge_cfg=dict(DGE, train_mode='sparse'))
+    dense.init_weights()
+    mixed_routers(dense)
+    sparse.load_state_dict(dense.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    dense.train(), sparse.train()
+    torch.manual_seed(7)
+    yd = dense(x)
+    torch.manual_seed(7)
+    ys = sparse(x)
+    choices = [m.last_choice for m in dense.dge_modules()]
+    assert any(len(c.unique()) > 1 for c in choices)
+    for a, b in zip(yd, ys):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    sparse.eval()
+    for m, c in zip(sparse.dge_modules(), choices):
+        m.force_choice = c.flatten(1)
+    with torch.no_grad():
+        yi = sparse(x)
+    for a, b in zip(ys, yi):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(dense.last_complexity.ratio().detach(),
+                               sparse.last_complexity.ratio().float())
+
+
+def test_wrong_arch_names_the_choices():
+    with pytest.raises(ValueError, match=r"unknown arch 'smal'.*small"):
+        vtpack_mm.PVT(arch='smal')
+    with pytest.raises(ValueError, match='unknown arch'):
+        vtpack_mm.DeiT(arch='huge')
+
+
+def test_bad_configuration_errors():
+    with pytest.raises(ValueError, match='out_indices'):
+        vtpack_mm.PVT(arch='tiny', out_indices=(0, 4))
+    with pytest.raises(ValueError, match='unknown keys'):
+        vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularity=(1, 2)))
+    with pytest.raises(ValueError, match='do not divide'):
+        vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(1, 3), region_size=4))
+    with pytest.raises(ValueError, match='stages'):
+        vtpack_mm.PVT(arch='tiny', dge_cfg=dict(DGE, stages=(5, )))
+    with pytest.raises(ValueError, match='cls_token'):
+        vtpack_mm.PVT(arch='tiny', out_type='cls_token')
+
+
+def test_image_smaller_than_the_stride():
+    model = vtpack_mm.PVT(arch='tiny', dge_cfg=DGE).eval()
+    with pytest.raises(ValueError, match=r'input too small.*at least 32x32'):
+        model(torch.randn(1, 3, 20, 64))
+
+
+def test_checkpoint_problems_are_named(tmp_path):
+    good = vtpack_mm.PVT(arch='tiny').state_dict()
+
+    def load(state):
+        path = tmp_path / 'ckpt.pth'
+        torch.save(state, path)
+        model = vtpack_mm.PVT(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+        model.init_weights()
+
+    bad = dict(good, **{'stages.0.blocks.0.attn.extra.weight': torch.zeros(1)})
+    with pytest.raises(ValueError, match=r"unexpected keys.*attn\.extra\.weight"):
+        load(bad)
+    bad = dict(good)
+    bad['stages.1.blocks.0.attn.q.weight'] = torch.zeros(3, 3)
+    with pytest.raises(ValueError, match=r'shape mismatches.*attn\.q\.weight: checkpoint \(3, 3\)'):
+        load(bad)
+    bad = {k: v for k, v in good.items() if 'norm2' not in k}
+    with pytest.raises(ValueError, match=r'missing keys.*norm2'):
+        load(bad)
+    with pytest.raises(KeyError, match='unrecognised PVT checkpoint layout'):
+        load({'foo.weight': torch.zeros(1)})
+
+
+def test_prefixed_detector_checkpoint(tmp_path):
+    src = vtpack_mm.PVT(arch='tiny')
+    state = {f'backbone.{k}': v for k, v in src.state_dict().items()}
+    state['neck.conv.weight'] = torch.zeros(1)
+    torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'det.pth')
+    model = vtpack_mm.PVT(arch='tiny', init_cfg=dict(type='Pretrained',
+                                                      checkpoint=str(tmp_path / 'det.pth'),
+                                                      prefix='backbone.'))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_frozen_stages_and_train_mode():
+    model = vtpack_mm.PVT(arch='tiny', frozen_stages=1, dge_cfg=DGE)
+    model.train()
+    for i, stage in enumerate(model.stages):
+        frozen = i <= 1
+        assert all(p.requires_grad != frozen for p in stage.parameters())
+        assert all(m.training != frozen for m in stage.modules())
+    with pytest.raises(ValueError, match='frozen_stages'):
+        vtpack_mm.PVT(arch='tiny', frozen_stages=4)
+
+
+@pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)
+def test_with_cp_gives_the_same_gradients(cls, kw):
+    torch.manual_seed(0)
+    a = cls(**kw, drop_path_rate=0.0, dge_cfg=dict(DGE, train_mode='sparse'))
+    a.init_weights()
+    mixed_routers(a)
+    b = cls(**kw, drop_path_rate=0.0, dge_cfg=dict(DGE, train_mode='sparse'), with_cp=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    grads = []
+    for m in (a, b):
+        m.train()
+        torch.manual_seed(3)
+        out = m(x)
+        loss = sum(o.square().mean() for o in out) + m.last_complexity.ratio().mean()
+        grads.append(torch.autograd.grad(loss, [p for p in m.parameters()]))
+    for ga, gb in zip(*grads):
+        torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
