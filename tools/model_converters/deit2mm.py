@@ -1,0 +1,29 @@
+"""Convert an official DeiT / timm ViT or mmpretrain ViT checkpoint to vtpack_mm's DeiT.
+
+    python tools/model_converters/deit2mm.py SRC DST
+
+The layout is detected from the keys; an mmpretrain classifier's ``backbone.`` keys are
+taken. DST holds backbone weights for ``init_cfg=dict(type='Pretrained', ...)``; a
+224-px position table is resized to the model's on load.
+"""
+import argparse
+
+from vtpack_mm.models.converters import detect_and_convert_deit
+from vtpack_mm.models.converters.io import load_source, save_converted, strip_prefix
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='allow full unpickling of SRC')
+    args = parser.parse_args()
+    state = strip_prefix(load_source(args.src, args.trust_source))
+    backbone = detect_and_convert_deit(state)
+    save_converted(args.dst, backbone, meta=dict(source='deit'))
+    print(f'wrote {args.dst}: {len(backbone)} backbone tensors')
+
+
+if __name__ == '__main__':
+    main()
