@@ -4,8 +4,9 @@ from .version import __version__
 
 allow_runner_checkpoints()
 
-from . import dge, models  # noqa: E402,F401
+from . import dge, engine, models  # noqa: E402,F401
+from .engine import BudgetLossHook  # noqa: E402,F401
 from .models import DPVT, PVT, DeiT  # noqa: E402,F401
 from .registry import HOOKS, MODELS  # noqa: E402,F401
 
-__all__ = ['__version__', 'MODELS', 'HOOKS', 'PVT', 'DPVT', 'DeiT']
+__all__ = ['__version__', 'MODELS', 'HOOKS', 'PVT', 'DPVT', 'DeiT', 'BudgetLossHook']

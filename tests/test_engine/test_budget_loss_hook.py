@@ -1,0 +1,160 @@
+"""BudgetLossHook inside mmengine's Runner, with an mmpretrain classifier on a DGE backbone."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+from torch.utils.data import DataLoader, Dataset
+
+import vtpack_mm
+from vtpack_mm.engine import BudgetLossHook
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+MODEL = dict(
+    type='ImageClassifier',
+    backbone=dict(type='vtpack_mm.PVT', arch=dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 32, 64],
+                                                  num_heads=[1, 1, 2, 2], mlp_ratios=[2, 2, 2, 2],
+                                                  sr_ratios=[4, 2, 1, 1]),
+                  out_type='avg_featmap', final_norm=True, out_indices=(3, ),
+                  drop_path_rate=0.0, dge_cfg=dict(granularities=(1, 2, 4), train_mode='sparse')),
+    head=dict(type='LinearClsHead', num_classes=3, in_channels=64,
+              loss=dict(type='CrossEntropyLoss')),
+    data_preprocessor=dict(type='ClsDataPreprocessor', num_classes=3, mean=[127.5] * 3,
+                           std=[64.0] * 3))
+
+
+class Shapes(Dataset):
+    """Tiny in-memory images: one class per brightness pattern."""
+
+    def __len__(self):
+        return 12
+
+    def __getitem__(self, i):
+        from mmpretrain.structures import DataSample
+        g = torch.Generator().manual_seed(i)
+        label = i % 3
+        img = torch.full((3, 64, 64), 60.0 * label)
+        img[:, 16:48, 16:48] += torch.rand(3, 32, 32, generator=g) * 100
+        return dict(inputs=img.to(torch.uint8), data_samples=DataSample().set_gt_label(label))
+
+
+def make_runner(work_dir, iters, hook=None, **kw):
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return Runner(
+            model=MODEL, work_dir=str(work_dir), default_scope='mmpretrain',
+            train_dataloader=DataLoader(Shapes(), batch_size=4, shuffle=False,
+                                        collate_fn=pseudo_collate),
+            optim_wrapper=kw.pop('optim_wrapper', dict(optimizer=dict(type='AdamW', lr=0.05))),
+            train_cfg=dict(by_epoch=False, max_iters=iters),
+            default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
+                               checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
+            custom_hooks=[hook or dict(type='vtpack_mm.BudgetLossHook', budget=0.0,
+                                       loss_weight=10.0)],
+            randomness=dict(seed=0), **kw)
+
+
+def test_budget_loss_drives_beta_down_and_is_logged(tmp_path):
+    runner = make_runner(tmp_path, 6)
+    runner.train()
+    hub = runner.message_hub
+    betas = hub.get_scalar('train/beta').data[0]
+    assert len(betas) == 6 and betas[-1] < betas[0] - 0.1, betas
+    for key in ('train/loss_budget', 'train/budget', 'train/beta_stage1', 'train/beta_stage4'):
+        assert key in hub.log_scalars, key
+    # the wrapped loss is gone after training: checkpoints and inference are untouched
+    model = runner.model
+    assert 'loss' not in vars(model)
+    state = torch.load(tmp_path / 'iter_6.pth')['state_dict']
+    assert not any('budget' in k for k in state)
+
+
+def test_resume_restores_iteration_optimizer_and_beta_history(tmp_path):
+    make_runner(tmp_path / 'a', 4).train()
+    resumed = make_runner(tmp_path / 'b', 6, resume=True, load_from=str(tmp_path / 'a' / 'iter_4.pth'))
+    resumed.train()
+    assert resumed.iter == 6
+    assert len(resumed.message_hub.get_scalar('train/beta').data[0]) == 6
+    assert resumed.optim_wrapper.optimizer.state_dict()['state'], 'optimizer state restored'
+
+
+def test_gradient_accumulation(tmp_path):
+    runner = make_runner(tmp_path, 4, optim_wrapper=dict(
+        optimizer=dict(type='AdamW', lr=0.05), accumulative_counts=2))
+    runner.train()
+    assert runner.iter == 4
+
+
+def test_warmup_and_validation():
+    hook = BudgetLossHook(budget=0.4, warmup_iters=10)
+    assert hook.target(0) == 1.0 and hook.target(5) == pytest.approx(0.7) and hook.target(20) == 0.4
+    with pytest.raises(ValueError, match=r'gamma must be in \[0, 1\]'):
+        BudgetLossHook(budget=1.2)
+    with pytest.raises(ValueError, match='warmup_iters'):
+        BudgetLossHook(warmup_iters=-1)
+
+
+def test_nan_loss_stops_training_naming_it(tmp_path):
+    runner = make_runner(tmp_path, 2, optim_wrapper=dict(optimizer=dict(type='SGD', lr=1e30)))
+    runner.model.head.fc.weight.data.fill_(float('nan'))
+    with pytest.raises(FloatingPointError, match=r'loss is \[nan'):
+        runner.train()
+
+
+def test_model_without_dge_is_refused(tmp_path):
+    model = dict(MODEL, backbone=dict(MODEL['backbone'], dge_cfg=None))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        runner = Runner(model=model, work_dir=str(tmp_path), default_scope='mmpretrain',
+                        train_dataloader=DataLoader(Shapes(), batch_size=4,
+                                                    collate_fn=pseudo_collate),
+                        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+                        train_cfg=dict(by_epoch=False, max_iters=1),
+                        custom_hooks=[dict(type='vtpack_mm.BudgetLossHook')])
+    with pytest.raises(RuntimeError, match='needs exactly one vtpack_mm backbone with DGE'):
+        runner.train()
+
+
+def test_budget_loss_under_autocast():
+    """AMP: on CPU, bfloat16 autocast (mmengine's AmpOptimWrapper needs a GPU)."""
+    model = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(1, 2, 4)))
+    model.init_weights()
+    model.train()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(torch.randn(2, 3, 64, 64))
+        from vtpack_mm.dge import budget_loss
+        loss = budget_loss(model.last_complexity.ratio(), 0.5) + sum(o.float().mean() for o in outs)
+    loss.backward()
+    grads = [m.router.gate.bias.grad for m in model.dge_modules()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+DIST_SCRIPT = '''
+import sys, torch
+sys.path.insert(0, {tests!r})
+import torch.distributed as dist
+from mmengine.registry import DefaultScope
+dist.init_process_group('gloo')
+from test_budget_loss_hook import make_runner
+runner = make_runner({work!r}, 4, launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='gloo')),
+                     cfg=dict(model_wrapper_cfg=dict(type='MMDistributedDataParallel', device_ids=None)))
+runner.train()
+betas = runner.message_hub.get_scalar('train/beta').data[0]
+print('RANK', dist.get_rank(), 'WORLD', dist.get_world_size(), 'BETAS', len(betas))
+'''
+
+
+def test_budget_hook_under_ddp_with_gloo(tmp_path):
+    script = tmp_path / 'ddp.py'
+    script.write_text(DIST_SCRIPT.format(tests=os.path.dirname(__file__), work=str(tmp_path / 'w')))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+           '--master_port', str(29900 + os.getpid() % 90), str(script)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    out = res.stdout
+    assert 'RANK 0 WORLD 2 BETAS 4' in out and 'RANK 1 WORLD 2 BETAS 4' in out, out[-2000:]
