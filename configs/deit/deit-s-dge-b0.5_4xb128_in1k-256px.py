@@ -42,3 +42,6 @@ optim_wrapper = dict(
         '.pos_embed': dict(decay_mult=0.0),
         '.router.': dict(decay_mult=0.0),
     }))
+
+# L = L_task + 1.0 * (beta - 0.5)^2
+custom_hooks = [dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=1.0)]

@@ -24,3 +24,6 @@ optim_wrapper = dict(
 param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0, end=80000, by_epoch=False)]
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=80000, val_interval=8000)
 default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=8000))
+
+# L = L_task + 1.0 * (beta - 0.5)^2
+custom_hooks = [dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=1.0)]
