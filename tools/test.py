@@ -8,6 +8,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from vtpack_mm.compat import allow_runner_checkpoints, prepare_cpu_distributed
+from vtpack_mm.engine import check_dataset_paths
 
 
 def parse_args():
@@ -39,6 +40,7 @@ def main():
         './work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     cfg = prepare_cpu_distributed(cfg, args.launcher)
+    check_dataset_paths(cfg, ('test_dataloader', ))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
 

@@ -14,6 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from vtpack_mm.compat import allow_runner_checkpoints, prepare_cpu_distributed
+from vtpack_mm.engine import check_dataset_paths
 
 
 def parse_args():
@@ -61,6 +62,7 @@ def main():
     allow_runner_checkpoints()
     args = parse_args()
     cfg = build_cfg(args)
+    check_dataset_paths(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
 

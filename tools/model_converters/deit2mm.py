@@ -6,24 +6,8 @@ The layout is detected from the keys; an mmpretrain classifier's ``backbone.`` k
 taken. DST holds backbone weights for ``init_cfg=dict(type='Pretrained', ...)``; a
 224-px position table is resized to the model's on load.
 """
-import argparse
-
 from vtpack_mm.models.converters import detect_and_convert_deit
-from vtpack_mm.models.converters.io import load_source, save_converted, strip_prefix
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src')
-    parser.add_argument('dst')
-    parser.add_argument('--trust-source', action='store_true',
-                        help='allow full unpickling of SRC')
-    args = parser.parse_args()
-    state = strip_prefix(load_source(args.src, args.trust_source))
-    backbone = detect_and_convert_deit(state)
-    save_converted(args.dst, backbone, meta=dict(source='deit'))
-    print(f'wrote {args.dst}: {len(backbone)} backbone tensors')
-
+from vtpack_mm.models.converters.io import run_backbone_converter
 
 if __name__ == '__main__':
-    main()
+    run_backbone_converter(__doc__.splitlines()[0], detect_and_convert_deit, 'deit')

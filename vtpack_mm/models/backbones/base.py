@@ -180,9 +180,32 @@ class DGEBackbone(BaseModule):
         """Hook for subclasses: turn a foreign checkpoint layout into ours (default: as is)."""
         return state_dict
 
+    def table_specs(self):
+        """(key, parameter, grid (h, w), extra tokens, interpolation) of each position
+        table, so a checkpoint's table of another size can be resized on load."""
+        return []
+
     def adapt_state_dict(self, state_dict: dict) -> dict:
-        """Hook for subclasses: resize position tables and the like to this model."""
+        """Resize the checkpoint's square position tables to this model's."""
+        for key, param, grid, extra, mode in self.table_specs():
+            pos = state_dict.get(key)
+            if pos is None or pos.shape == param.shape:
+                continue
+            n = pos.shape[1] - extra
+            side = int(round(n**0.5))
+            if side * side != n:
+                raise ValueError(f'{key}: cannot resize a table of {pos.shape[1]} entries '
+                                 f'(not {extra} + a square)')
+            state_dict[key] = resize_pos_embed(pos, (side, side), grid, extra, mode)
         return state_dict
+
+    @staticmethod
+    def check_common(name: str, out_type: str, out_types, frozen_stages: int, num_units: int):
+        if out_type not in out_types:
+            raise ValueError(f'{name}: out_type must be one of {out_types}, got {out_type!r}')
+        if not -1 <= frozen_stages < num_units:
+            raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
+                             f'{num_units - 1}]')
 
     def load_pretrained(self, filename: str, prefix: Optional[str] = None):
         """Load backbone weights, refusing any key or shape that does not fit.

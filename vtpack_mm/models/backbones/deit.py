@@ -71,11 +71,8 @@ class DeiT(DGEBackbone):
         super().__init__(init_cfg=init_cfg)
         name = type(self).__name__
         arch = check_arch(arch, DEIT_ARCHS, ARCH_KEYS, name)
-        if out_type not in OUT_TYPES:
-            raise ValueError(f'{name}: out_type must be one of {OUT_TYPES}, got {out_type!r}')
         depth, dims = arch['depth'], arch['embed_dims']
-        if not -1 <= frozen_stages < depth:
-            raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, {depth - 1}]')
+        self.check_common(name, out_type, OUT_TYPES, frozen_stages, depth)
         self.arch = arch
         self.embed_dims = dims
         self.out_indices = self.check_out_indices(out_indices, depth, name)
@@ -155,14 +152,5 @@ class DeiT(DGEBackbone):
         from ..converters import detect_and_convert_deit
         return detect_and_convert_deit(state_dict)
 
-    def adapt_state_dict(self, state_dict):
-        pos = state_dict.get('pos_embed')
-        if pos is not None and pos.shape != self.pos_embed.shape:
-            n = pos.shape[1] - 1
-            side = int(round(n**0.5))
-            if side * side != n:
-                raise ValueError(f'pos_embed: cannot resize a table of {pos.shape[1]} entries '
-                                 f'(not 1 + a square)')
-            state_dict['pos_embed'] = resize_pos_embed(pos, (side, side), self.pos_hw, 1,
-                                                       self.interpolate_mode)
-        return state_dict
+    def table_specs(self):
+        return [('pos_embed', self.pos_embed, self.pos_hw, 1, self.interpolate_mode)]

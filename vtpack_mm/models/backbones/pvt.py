@@ -117,13 +117,9 @@ class PVT(DGEBackbone):
         num_stages = len(arch['depths'])
         if any(len(arch[k]) != num_stages for k in ARCH_KEYS) or len(patch_sizes) != num_stages:
             raise ValueError(f'{name}: arch lists and patch_sizes must have one entry per stage')
-        if out_type not in OUT_TYPES:
-            raise ValueError(f'{name}: out_type must be one of {OUT_TYPES}, got {out_type!r}')
+        self.check_common(name, out_type, OUT_TYPES, frozen_stages, num_stages)
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
-        if not -1 <= frozen_stages < num_stages:
-            raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
-                             f'{num_stages - 1}]')
         self.arch = arch
         self.num_stages = num_stages
         self.out_indices = self.check_out_indices(out_indices, num_stages, name)
@@ -222,19 +218,9 @@ class PVT(DGEBackbone):
         from ..converters import detect_and_convert_pvt
         return detect_and_convert_pvt(state_dict)
 
-    def adapt_state_dict(self, state_dict):
-        for i, stage in enumerate(self.stages):
-            key = f'stages.{i}.pos_embed'
-            pos = state_dict.get(key)
-            if pos is None or pos.shape == stage.pos_embed.shape:
-                continue
-            n = pos.shape[1] - stage.num_extra
-            side = int(round(n**0.5))
-            if side * side != n:
-                raise ValueError(f'{key}: cannot resize a table of {pos.shape[1]} entries '
-                                 f'(not {stage.num_extra} + a square)')
-            state_dict[key] = resize_pos_embed(pos, (side, side), stage.pos_hw, stage.num_extra)
-        return state_dict
+    def table_specs(self):
+        return [(f'stages.{i}.pos_embed', s.pos_embed, s.pos_hw, s.num_extra, 'bilinear')
+                for i, s in enumerate(self.stages)]
 
 
 @MODELS.register_module()

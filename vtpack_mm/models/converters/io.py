@@ -58,3 +58,18 @@ def save_converted(path: str, backbone: Dict[str, torch.Tensor],
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save({'state_dict': state, 'meta': dict(meta or {})}, path)
     return state
+
+
+def run_backbone_converter(description: str, convert, source: str):
+    """The command line of a converter whose output is backbone weights alone:
+    ``SRC DST [--trust-source]``; a whole model's ``backbone.`` keys are taken."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='allow full unpickling of SRC')
+    args = parser.parse_args()
+    backbone = convert(strip_prefix(load_source(args.src, args.trust_source)))
+    save_converted(args.dst, backbone, meta=dict(source=source))
+    print(f'wrote {args.dst}: {len(backbone)} backbone tensors')

@@ -8,7 +8,7 @@ custom_imports = dict(imports=['vtpack_mm'], allow_failed_imports=False)
 data_root = 'data/shapes/coco/'
 metainfo = dict(classes=('circle', 'square', 'triangle'),
                 palette=[(220, 20, 60), (0, 128, 255), (60, 180, 75)])
-max_iters = 400
+max_iters = 600
 
 model = dict(
     backbone=dict(
@@ -74,7 +74,7 @@ param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min=1e-5)
 ]
-custom_hooks = [dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=1.0,
+custom_hooks = [dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=2.0,
                      warmup_iters=100)]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),

@@ -1,0 +1,2 @@
+_base_ = './deit-s-dge-b0.5_4xb128_in1k-256px.py'
+model = dict(backbone=dict(arch='tiny'), head=dict(in_channels=192))

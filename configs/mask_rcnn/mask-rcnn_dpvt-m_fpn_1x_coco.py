@@ -1,0 +1,3 @@
+_base_ = './mask-rcnn_pvt-s_fpn_1x_coco.py'
+model = dict(backbone=dict(type='vtpack_mm.DPVT', arch='medium',
+                           init_cfg=dict(checkpoint='checkpoints/dpvt-m\_in1k-256px.pth')))

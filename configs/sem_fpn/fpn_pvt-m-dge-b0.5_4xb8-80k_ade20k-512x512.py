@@ -1,0 +1,3 @@
+_base_ = './fpn_pvt-s-dge-b0.5_4xb8-80k_ade20k-512x512.py'
+model = dict(backbone=dict(type='vtpack_mm.PVT', arch='medium',
+                           init_cfg=dict(checkpoint='checkpoints/pvt-m-dge-b0.5_in1k-256px.pth')))

@@ -1,0 +1,71 @@
+"""Every config in configs/ builds its model and takes one training step on tiny inputs."""
+import glob
+import importlib
+import os
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import DefaultScope
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*', '*.py'))
+                 if '_base_' not in p)
+
+
+def tiny_batch(scope, num_classes):
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+        return demo_mm_inputs(batch_size=2, image_shapes=[(3, 64, 64), (3, 64, 48)],
+                              num_items=[2, 1], num_classes=num_classes, with_mask=True)
+    if scope == 'mmseg':
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        samples = []
+        for _ in range(2):
+            s = SegDataSample(metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
+                                            pad_shape=(64, 64)))
+            s.gt_sem_seg = PixelData(data=torch.randint(0, num_classes, (1, 64, 64)))
+            samples.append(s)
+        return dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+                    data_samples=samples)
+    from mmpretrain.structures import DataSample
+    return dict(inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)] * 2,
+                data_samples=[DataSample().set_gt_label(i) for i in (1, 2)])
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
+def test_config_builds_and_trains_one_step(path):
+    cfg = Config.fromfile(path)
+    scope = cfg.default_scope
+    cfg.model.backbone.init_cfg = None
+    if cfg.get('data_preprocessor') is not None:
+        cfg.model.setdefault('data_preprocessor', cfg.data_preprocessor)
+    if scope == 'mmseg':
+        cfg.model.data_preprocessor.size = (64, 64)
+    importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    registry = importlib.import_module(f'{scope}.registry')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = revert_sync_batchnorm(registry.MODELS.build(cfg.model))
+        hooks = [registry.HOOKS.build(h) for h in cfg.get('custom_hooks', [])]
+    model.init_weights()
+    model.train()
+    if scope == 'mmdet':
+        num_classes = model.roi_head.bbox_head.num_classes
+    elif scope == 'mmseg':
+        num_classes = model.decode_head.num_classes
+    else:
+        num_classes = model.head.num_classes
+    data = model.data_preprocessor(tiny_batch(scope, num_classes), True)
+    losses = model(**data, mode='loss')
+    loss, _ = model.parse_losses(losses)
+    if hooks:
+        assert type(hooks[0]).__name__ == 'BudgetLossHook'
+        from vtpack_mm.dge import budget_loss
+        loss = loss + budget_loss(model.backbone.last_complexity.ratio(), hooks[0].budget)
+    assert torch.isfinite(loss)
+    loss.backward()
+    has_dge = bool(cfg.model.backbone.get('dge_cfg'))
+    assert bool(model.backbone.dge_modules()) == has_dge
+    assert has_dge == bool(hooks), 'DGE configs train with the budget loss, vanilla ones without'
