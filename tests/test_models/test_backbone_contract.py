@@ -152,3 +152,18 @@ def test_with_cp_gives_the_same_gradients(cls, kw):
         grads.append(torch.autograd.grad(loss, [p for p in m.parameters()]))
     for ga, gb in zip(*grads):
         torch.testing.assert_close(ga, gb, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize('size', [(800, 1333), (512, 2048)])
+def test_detection_and_segmentation_sizes(size):
+    """Sizes that are not multiples of the largest stride times the region (pad inside)."""
+    model = vtpack_mm.PVT(arch='tiny', dge_cfg=DGE)
+    model.init_weights()
+    mixed_routers(model)
+    model.eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    for i, o in enumerate(outs):
+        stride = 4 * 2**i
+        assert o.shape[-2:] == (size[0] // stride, size[1] // stride)
+    assert 0.2 < model.last_complexity.ratio().item() < 1
