@@ -42,6 +42,10 @@ class DynamicGrainedEncoder(BaseModule):
         gumbel_tau: Gumbel-softmax temperature. Default 1.0.
         train_mode: ``'dense'`` (default) or ``'sparse'``.
         init_gate: initial probability of the finest granularity. Default 0.95.
+        logit_shift: the inference-time budget knob: adds ``logit_shift * (1 - 1/phi^2)`` to
+            the logits, so > 0 trades accuracy for speed and < 0 the reverse, from one
+            checkpoint (``tools/analysis_tools/calibrate_budget.py`` finds the value for a
+            target beta). Default 0.
         init_cfg: mmengine init config.
     """
 
@@ -52,6 +56,7 @@ class DynamicGrainedEncoder(BaseModule):
                  gumbel_tau: float = 1.0,
                  train_mode: str = 'dense',
                  init_gate: float = 0.95,
+                 logit_shift: float = 0.0,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.granularities, self.region_size = check_granularities(granularities, region_size)
@@ -63,6 +68,7 @@ class DynamicGrainedEncoder(BaseModule):
         self.gumbel_tau = float(gumbel_tau)
         self.train_mode = train_mode
         self.router = GrainedRouter(embed_dims, self.granularities, init_gate)
+        self.router.shift = float(logit_shift)
         self._geometry = GeometryCache(self.granularities, self.region_size)
         # None, an int (every region takes that granularity index) or a (B, R) tensor.
         self.force_choice: Optional[Union[int, Tensor]] = None

@@ -41,8 +41,12 @@ class GrainedRouter(nn.Module):
         self.granularities = tuple(granularities)
         self.init_gate = init_gate
         self.gate = nn.Linear(embed_dims, len(self.granularities))
-        # Inference-time shift of the logits (the budget knob); not saved in checkpoints.
-        self.register_buffer('logit_shift', torch.zeros(len(self.granularities)), persistent=False)
+        # The budget knob: logits + shift * saving, where saving_k = 1 - 1 / phi_k^2 is the
+        # fraction of a region's queries granularity k saves (1 for a skipped region).
+        # Not a parameter and not saved in checkpoints: a config or tool sets it.
+        self.shift = 0.0
+        saving = [1.0 if g == 0 else 1.0 - 1.0 / g**2 for g in self.granularities]
+        self.register_buffer('saving', torch.tensor(saving), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -57,7 +61,10 @@ class GrainedRouter(nn.Module):
                 self.gate.bias[finest_index(self.granularities)] = b
 
     def forward(self, region_feats: Tensor) -> Tensor:
-        return self.gate(region_feats) + self.logit_shift
+        logits = self.gate(region_feats)
+        if self.shift:
+            logits = logits + self.shift * self.saving.to(logits.dtype)
+        return logits
 
     def flops(self, num_regions: int) -> int:
         return num_regions * self.gate.in_features * self.gate.out_features

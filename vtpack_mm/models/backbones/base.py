@@ -15,7 +15,8 @@ from torch.utils.checkpoint import checkpoint
 from ...dge import ComplexityMeter, DynamicGrainedEncoder
 from ..layers.attention import DeformablePointAttention
 
-DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate')
+DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate',
+            'logit_shift')
 DGE_SELECT_KEYS = ('stages', 'layers')
 
 
@@ -137,6 +138,11 @@ class DGEBackbone(BaseModule):
     # --- DGE access ----------------------------------------------------------------------
     def dge_modules(self):
         return [m for m in self.modules() if isinstance(m, DynamicGrainedEncoder)]
+
+    def set_logit_shift(self, shift: float):
+        """Set the budget knob of every DGE router (see ``dge_cfg.logit_shift``)."""
+        for m in self.dge_modules():
+            m.router.shift = float(shift)
 
     # --- weights -------------------------------------------------------------------------
     def init_weights(self):

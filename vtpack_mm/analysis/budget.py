@@ -1,0 +1,45 @@
+"""The inference-time budget knob: measure beta and calibrate the router logit shift."""
+from typing import Sequence, Tuple
+
+import torch
+
+
+@torch.no_grad()
+def measure_beta(backbone, images: Sequence[torch.Tensor]) -> float:
+    """Mean complexity ratio beta of ``backbone`` (eval mode) over ``images``."""
+    backbone.eval()
+    betas = []
+    for x in images:
+        backbone(x)
+        betas.append(backbone.last_complexity.ratio().float().mean().item())
+    return sum(betas) / len(betas)
+
+
+def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: float,
+                          low: float = -20.0, high: float = 40.0, tol: float = 0.005,
+                          max_steps: int = 30) -> Tuple[float, float]:
+    """Find the shift whose mean beta over ``images`` is closest to ``target``.
+
+    beta falls as the shift grows (every region's coarser choices gain more), so a
+    bisection on [low, high] converges; the result is returned with its measured beta. The
+    backbone keeps the shift found.
+    """
+    if not 0.0 <= target <= 1.0:
+        raise ValueError(f'target beta must be in [0, 1], got {target}')
+    if not backbone.dge_modules():
+        raise RuntimeError('the backbone has no DGE blocks: nothing to calibrate')
+    best = None
+    for _ in range(max_steps):
+        mid = 0.5 * (low + high)
+        backbone.set_logit_shift(mid)
+        beta = measure_beta(backbone, images)
+        if best is None or abs(beta - target) < abs(best[1] - target):
+            best = (mid, beta)
+        if abs(beta - target) <= tol:
+            break
+        if beta > target:
+            low = mid
+        else:
+            high = mid
+    backbone.set_logit_shift(best[0])
+    return best

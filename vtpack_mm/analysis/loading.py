@@ -1,0 +1,118 @@
+"""Build a model from any vtpack_mm config and feed it images, for the analysis tools."""
+import glob
+import importlib
+import os.path as osp
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from ..compat import allow_runner_checkpoints
+from ..engine import find_dge_backbone
+
+IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def load_config(config) -> Config:
+    if isinstance(config, Config):
+        return config
+    if not osp.isfile(config):
+        raise FileNotFoundError(f'config file {config} does not exist')
+    return Config.fromfile(config)
+
+
+def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu'):
+    """The config's whole model (detector, segmentor or classifier) in eval mode.
+
+    Without a checkpoint the backbone's own pretrained ``init_cfg`` is dropped (no file
+    needed) and the model keeps its initialisation.
+    """
+    allow_runner_checkpoints()
+    cfg = load_config(config)
+    scope = cfg.get('default_scope', 'mmengine')
+    if scope != 'mmengine':
+        importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
+    registry = importlib.import_module(f'{scope}.registry' if scope != 'mmengine'
+                                       else 'mmengine.registry').MODELS
+    model_cfg = cfg.model.copy()
+    if checkpoint is None and model_cfg.get('backbone', {}).get('init_cfg'):
+        model_cfg.backbone.init_cfg = None
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(model_cfg)
+    from mmengine.model import revert_sync_batchnorm
+    model = revert_sync_batchnorm(model)
+    if checkpoint is None:
+        model.init_weights()
+    else:
+        from mmengine.runner import load_checkpoint
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def backbone_of(model):
+    """The vtpack_mm backbone of a whole model (or the backbone itself)."""
+    from ..models.backbones.base import DGEBackbone
+    if isinstance(model, DGEBackbone):
+        return model
+    found = [m for m in model.modules() if isinstance(m, DGEBackbone)]
+    if len(found) != 1:
+        raise RuntimeError(f'expected one vtpack_mm backbone in {type(model).__name__}, '
+                           f'found {len(found)}')
+    return found[0]
+
+
+def image_paths(source: str, limit: Optional[int] = None) -> List[str]:
+    """Image files of a folder (sorted, recursive) or a single file."""
+    if osp.isfile(source):
+        return [source]
+    if not osp.isdir(source):
+        raise FileNotFoundError(f'{source} is neither an image nor a folder')
+    paths = sorted(p for p in glob.glob(osp.join(source, '**', '*'), recursive=True)
+                   if p.lower().endswith(IMAGE_EXTS))
+    if not paths:
+        raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under {source}')
+    return paths[:limit] if limit else paths
+
+
+def normalization(cfg) -> Tuple[np.ndarray, np.ndarray, bool]:
+    """(mean, std, bgr_to_rgb) of the config's data preprocessor."""
+    pre = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {}
+    mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
+    std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
+    to_rgb = bool(pre.get('bgr_to_rgb', pre.get('to_rgb', False)))
+    return mean, std, to_rgb
+
+
+def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
+                min_size: int = 32) -> List[torch.Tensor]:
+    """Read images as normalised (1, 3, H, W) tensors, as the config's preprocessor does.
+
+    ``size=(H, W)`` resizes every image to exactly that size (for batching and timing);
+    otherwise images keep their size.
+    """
+    import mmcv
+    mean, std, to_rgb = normalization(cfg)
+    out = []
+    for path in paths:
+        img = mmcv.imread(path)  # BGR uint8
+        if img is None:
+            raise ValueError(f'cannot read image {path}')
+        if size is not None:
+            img = mmcv.imresize(img, (int(size[1]), int(size[0])))
+        if min(img.shape[:2]) < min_size:
+            raise ValueError(f'{path}: {img.shape[1]}x{img.shape[0]} is smaller than the '
+                             f'backbone minimum {min_size}x{min_size}')
+        if to_rgb:
+            img = img[..., ::-1]
+        x = (img.astype(np.float32) - mean) / std
+        out.append(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
+    return out
+
+
+__all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',
+           'find_dge_backbone']
