@@ -26,7 +26,7 @@ def test_beta_falls_as_the_shift_grows():
         model.set_logit_shift(s)
         betas.append(measure_beta(model, images))
     assert all(a >= b for a, b in zip(betas, betas[1:])), betas
-    assert betas[0] == pytest.approx(1.0) and betas[-1] < 0.3
+    assert betas[0] == pytest.approx(1.0, abs=0.005) and betas[-1] < 0.3  # (+ norm on pooled queries)
 
 
 def test_calibration_reaches_the_target():

@@ -64,4 +64,5 @@ def test_dge_from_vanilla_checkpoint_reproduces_vanilla(tmp_path, cls, kw):
         for a, b in zip(vanilla(x), dge(x)):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
     assert all((m.last_choice == 0).all() for m in dge.dge_modules())
-    assert dge.last_complexity.ratio().mean().item() == pytest.approx(1.0)
+    # finest everywhere: the vanilla cost plus the routers and a norm on the pooled queries
+    assert 1.0 <= dge.last_complexity.ratio().mean().item() < 1.005

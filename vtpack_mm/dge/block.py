@@ -39,6 +39,11 @@ class SparseQueryBlock(BaseModule):
     def query_macs(self, num_inputs: int, num_queries: Number, hw) -> Number:
         raise NotImplementedError
 
+    def pooled_query_macs(self, num_queries: Number) -> Number:
+        """Extra cost the routed pass pays because its queries are not the tokens (e.g. a
+        norm the vanilla pass shares between queries and keys). Default none."""
+        return 0
+
     def forward(self, x: Tensor, hw) -> Tensor:
         """x: (B, E + H*W, C) with E extra tokens first; returns the same shape."""
         B, N, C = x.shape
@@ -50,6 +55,7 @@ class SparseQueryBlock(BaseModule):
             return y
         y = self.dge(x, hw, self.forward_queries)
         router = self.dge.router_flops(hw)
-        dynamic = self.query_macs(N, self.dge.last_num_queries, hw) + router
+        num_queries = self.dge.last_num_queries
+        dynamic = self.query_macs(N, num_queries, hw) + self.pooled_query_macs(num_queries) + router
         self.last_macs = (static + router, dynamic)
         return y

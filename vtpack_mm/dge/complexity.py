@@ -39,11 +39,23 @@ class ComplexityMeter:
     def __init__(self):
         self.static: Dict[str, float] = OrderedDict()
         self.dynamic: Dict[str, Number] = OrderedDict()
+        # one (name, static, dynamic) per encoder layer, in order (the paper's Fig. 5c)
+        self.layers = []
 
-    def add(self, group: str, static: Number, dynamic: Number = None):
+    def add(self, group: str, static: Number, dynamic: Number = None, layer: str = None):
         dynamic = static if dynamic is None else dynamic
         self.static[group] = self.static.get(group, 0.0) + float(static)
         self.dynamic[group] = self.dynamic.get(group, 0.0) + dynamic
+        if layer is not None:
+            self.layers.append((layer, float(static), dynamic))
+
+    def layer_ratios(self) -> Dict[str, float]:
+        """dynamic / static cost of every recorded layer, averaged over the batch."""
+        out = OrderedDict()
+        for name, static, dyn in self.layers:
+            dyn = dyn.float().mean().item() if torch.is_tensor(dyn) else float(dyn)
+            out[name] = dyn / static if static > 0 else 1.0
+        return out
 
     def total_static(self) -> float:
         return sum(self.static.values())

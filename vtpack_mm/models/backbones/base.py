@@ -104,12 +104,13 @@ class DGEBackbone(BaseModule):
         return tuple(result)
 
     # --- forward helpers ---------------------------------------------------------------
-    def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str) -> Tensor:
+    def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
+                  layer: str) -> Tensor:
         if self.with_cp and x.requires_grad:
             x = checkpoint(block, x, hw, use_reentrant=False)
         else:
             x = block(x, hw)
-        meter.add(group, *block.last_macs)
+        meter.add(group, *block.last_macs, layer=layer)
         return x
 
     # --- training mode, freezing ---------------------------------------------------------

@@ -129,7 +129,7 @@ class DeiT(DGEBackbone):
         outs = []
         last = len(self.blocks) - 1
         for j, block in enumerate(self.blocks):
-            x = self.run_block(block, x, hw, meter, 'layers')
+            x = self.run_block(block, x, hw, meter, 'layers', f'layer{j + 1}')
             if j == last and self.norm is not None:
                 x = self.norm(x)
             if j in self.out_indices:

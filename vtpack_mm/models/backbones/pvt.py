@@ -193,8 +193,8 @@ class PVT(DGEBackbone):
             if last and self.cls_token is not None:
                 x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)
             x = stage.pos_drop(x + stage.position(hw))
-            for block in stage.blocks:
-                x = self.run_block(block, x, hw, meter, group)
+            for j, block in enumerate(stage.blocks):
+                x = self.run_block(block, x, hw, meter, group, f'{group}.layer{j + 1}')
             E = stage.num_extra
             if last and self.norm is not None:
                 x = self.norm(x)

@@ -187,6 +187,7 @@ class DeformablePointAttention(BaseModule):
     def macs(self, num_inputs, num_queries, hw):
         C, h, P = self.embed_dims, self.num_heads, self.num_points
         static = linear_macs(hw[0] * hw[1], C, C)
+        # bilinear sampling as mmengine counts grid_sample: 4 per sampled value
         per_query = (linear_macs(num_queries, C, 3 * h * P) + linear_macs(num_queries, C, C) +
-                     num_queries * h * P * (C // h) * 5)  # 4 bilinear taps + weighted sum
+                     num_queries * h * P * (C // h) * 4)
         return static + per_query

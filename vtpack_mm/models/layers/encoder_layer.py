@@ -69,3 +69,6 @@ class EncoderLayer(SparseQueryBlock):
         return (norm_macs(num_inputs, C) + self.attn.macs(num_inputs, num_queries, hw) +
                 norm_macs(num_queries, C) +
                 linear_macs(num_queries, C, hidden) + linear_macs(num_queries, hidden, C))
+
+    def pooled_query_macs(self, num_queries):
+        return norm_macs(num_queries, self.embed_dims)  # norm1 on the pooled queries

@@ -1,0 +1,93 @@
+"""FLOPs under the paper's A.3 protocol, with mmengine's analyzer for the static parts.
+
+Counting conventions are mmengine's (fvcore's): a multiply-add is one FLOP, LayerNorm 5
+per value, bilinear sampling 4 per value; element-wise activations are not counted.
+mmengine has no handle for ``scaled_dot_product_attention``; :func:`sdpa_flop_jit` counts
+it as two matrix products (q k^T and the weighted sum of values), as the analytic costs in
+vtpack_mm.dge do.
+"""
+from math import prod
+from typing import Dict, List
+
+import torch
+from mmengine.analysis import FlopAnalyzer
+from mmengine.analysis.jit_handles import get_shape
+
+
+def sdpa_flop_jit(inputs, outputs) -> int:
+    q, k = get_shape(inputs[0]), get_shape(inputs[1])
+    *batch, L, E = q
+    S = k[-2]
+    return 2 * prod(batch) * L * S * E
+
+
+def count_flops(module, inputs) -> int:
+    """mmengine's FLOP count of ``module(*inputs)``, SDPA included."""
+    analyzer = FlopAnalyzer(module, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return int(analyzer.total())
+
+
+class _TensorForward(torch.nn.Module):
+    """``model(inputs, data_samples, mode='tensor')`` as a module of its inputs alone."""
+
+    def __init__(self, model, data_samples):
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, inputs):
+        return self.model(inputs, self.data_samples, mode='tensor')
+
+
+def test_inputs(model, paths: List[str]):
+    """Preprocessed (inputs, data_samples) of each image through the config's test
+    pipeline, annotations left out (so any image folder works)."""
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import DefaultScope
+    cfg = model.cfg
+    steps = [t for t in cfg.test_dataloader.dataset.pipeline
+             if 'Annotation' not in t['type']]
+    for t in steps:
+        if t['type'].startswith('Pack') and 'meta_keys' in t:
+            t['meta_keys'] = tuple(k for k in t['meta_keys'] if k != 'instances')
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        pipeline = Compose(steps)
+        out = []
+        for i, path in enumerate(paths):
+            sample = pipeline(dict(img_path=path, img_id=i, sample_idx=i))
+            data = model.data_preprocessor(pseudo_collate([sample]), False)
+            out.append((data['inputs'], data['data_samples']))
+    return out
+
+
+@torch.no_grad()
+def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:
+    """Static and dynamic FLOPs of one input for a whole model (A.3 protocol).
+
+    Static: mmengine's count of the model with every region at its finest granularity
+    (the vanilla computation; the routers' own cost included). Dynamic: that, with the
+    backbone's static cost replaced by its cost per enabled query in the routed pass.
+    """
+    dges = backbone.dge_modules()
+    finest = [min(range(len(d.granularities)),
+                  key=lambda k: (d.granularities[k] == 0, d.granularities[k])) for d in dges]
+    saved = [d.force_choice for d in dges]
+    for d, k in zip(dges, finest):
+        d.force_choice = k
+    try:
+        static_total = count_flops(_TensorForward(model, data_samples), (inputs, ))
+        static_backbone_meter = backbone.last_complexity.total_static()
+    finally:
+        for d, s in zip(dges, saved):
+            d.force_choice = s
+    backbone(inputs)  # the routed pass
+    meter = backbone.last_complexity
+    dynamic_backbone = float(meter.total_dynamic().float().mean()) if torch.is_tensor(
+        meter.total_dynamic()) else float(meter.total_dynamic())
+    return dict(static=float(static_total),
+                dynamic=float(static_total) - static_backbone_meter + dynamic_backbone,
+                backbone_static=meter.total_static(), backbone_dynamic=dynamic_backbone,
+                beta=float(meter.ratio().float().mean()), layers=meter.layer_ratios())
