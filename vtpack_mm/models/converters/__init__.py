@@ -5,10 +5,10 @@ new one for the backbone alone; classifier heads are returned separately where a
 has them. The CLIs under tools/model_converters/ wrap these.
 """
 from .deit import convert_deit, detect_and_convert_deit
-from .pvt import convert_mmdet_pvt, convert_official_pvt, detect_and_convert_pvt
+from .pvt import convert_mmdet_pvt, convert_official_pvt, detect_and_convert_pvt, to_mmdet_pvt
 from .vtpack import convert_vtpack, router_granularities
 
 __all__ = [
     'convert_deit', 'detect_and_convert_deit', 'convert_mmdet_pvt', 'convert_official_pvt',
-    'detect_and_convert_pvt', 'convert_vtpack', 'router_granularities'
+    'detect_and_convert_pvt', 'to_mmdet_pvt', 'convert_vtpack', 'router_granularities'
 ]

@@ -2,6 +2,7 @@
 import re
 from typing import Dict
 
+import torch
 from torch import Tensor
 
 from .common import rename, split_heads
@@ -70,3 +71,36 @@ def detect_and_convert_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
         return convert_mmdet_pvt(state)
     raise KeyError(f'unrecognised PVT checkpoint layout (first keys: {keys[:4]}); expected '
                    f'vtpack_mm, official/vtpack (patch_embed1.*) or mmdet (layers.0.0.*) keys')
+
+
+def to_mmdet_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Our PVT v1 keys -> mmdet's ``PyramidVisionTransformer`` (the inverse of
+    :func:`convert_mmdet_pvt`, for comparing the two implementations)."""
+    out = {}
+    for key, value in state.items():
+        m = re.match(r'^stages\.(\d)\.(.*)$', key)
+        if m is None:
+            raise KeyError(f'{key!r} has no counterpart in mmdet\'s PVT')
+        i, rest = m.group(1), m.group(2)
+        if rest.startswith('patch_embed.'):
+            out[f'layers.{i}.0.' + rest[len('patch_embed.'):]] = value
+            continue
+        if rest == 'pos_embed':
+            out[f'layers.{i}.1.0.pos_embed'] = value
+            continue
+        b = re.match(r'^blocks\.(\d+)\.(.*)$', rest)
+        p, sub = f'layers.{i}.1.{int(b.group(1)) + 1}.', b.group(2)
+        if sub.startswith('attn.kv.'):
+            continue
+        if sub.startswith('attn.q.'):
+            kind = sub.split('.')[-1]
+            kv = state[f'stages.{i}.blocks.{b.group(1)}.attn.kv.{kind}']
+            out[p + f'attn.attn.in_proj_{kind}'] = torch.cat([value, kv])
+            continue
+        if sub.startswith('ffn.layers.0.0.') or sub.startswith('ffn.layers.1.'):
+            idx = '0' if sub.startswith('ffn.layers.0.0.') else '3'
+            kind = sub.split('.')[-1]
+            out[p + f'ffn.layers.{idx}.{kind}'] = value[..., None, None] if kind == 'weight' else value
+            continue
+        out[p + sub.replace('attn.proj.', 'attn.attn.out_proj.')] = value
+    return out

@@ -1,0 +1,36 @@
+"""Latency measurement: interleaved repeats, medians."""
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+
+def _sync(device):
+    if str(device).startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+@torch.inference_mode()
+def time_variants(variants: Dict[str, Callable[[], object]], warmup: int = 2,
+                  repeats: int = 7, device='cpu') -> Dict[str, List[float]]:
+    """Seconds per call of each variant, measured round-robin so that drifts of the
+    machine (thermal, other load) hit every variant alike."""
+    for fn in variants.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def summarize(times: List[float]) -> Dict[str, float]:
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return dict(median=statistics.median(times), q1=q[0], q3=q[2], n=len(times))
