@@ -49,7 +49,12 @@ def test_finest_choice_reproduces_vanilla_block(tiny_block):
     vanilla.eval(), dge.eval()
     y = dge(x, (7, 9))
     assert (dge.dge.last_choice == 0).all(), 'a fresh router must pick the finest granularity'
+    assert not dge.dge.last_pooled, 'all regions at phi=1 run the vanilla block directly'
     torch.testing.assert_close(y, vanilla(x, (7, 9)))
+    # the pooled path computes the same (phi = 1 pools each token alone)
+    dge.dge._finest_is_identity = False
+    torch.testing.assert_close(dge(x, (7, 9)), vanilla(x, (7, 9)))
+    assert dge.dge.last_pooled
 
 
 def test_extra_tokens_stay_at_full_granularity(tiny_block):

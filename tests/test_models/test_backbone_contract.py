@@ -57,8 +57,10 @@ def test_dense_sparse_inference_agree_on_backbone(cls, kw):
         yi = sparse(x)
     for a, b in zip(ys, yi):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # the same choices cost the same, up to the norm of pooled queries that inference skips
+    # in a layer whose regions all chose phi = 1 (it runs the vanilla block there)
     torch.testing.assert_close(dense.last_complexity.ratio().detach(),
-                               sparse.last_complexity.ratio().float())
+                               sparse.last_complexity.ratio().float(), rtol=2e-3, atol=0)
 
 
 def test_wrong_arch_names_the_choices():

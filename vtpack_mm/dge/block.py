@@ -56,6 +56,8 @@ class SparseQueryBlock(BaseModule):
         y = self.dge(x, hw, self.forward_queries)
         router = self.dge.router_flops(hw)
         num_queries = self.dge.last_num_queries
-        dynamic = self.query_macs(N, num_queries, hw) + self.pooled_query_macs(num_queries) + router
+        dynamic = self.query_macs(N, num_queries, hw) + router
+        if self.dge.last_pooled:
+            dynamic = dynamic + self.pooled_query_macs(num_queries)
         self.last_macs = (static + router, dynamic)
         return y

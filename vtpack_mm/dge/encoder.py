@@ -6,8 +6,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from .geometry import GeometryCache, check_granularities, num_regions
-from .queries import GrainedQueries, QueryLayout, dense_queries, sparse_queries
-from .router import GrainedRouter, gumbel_decision, region_mean
+from .queries import DenseQueries, QueryLayout, dense_queries, sparse_queries
+from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
 
 TRAIN_MODES = ('dense', 'sparse')
 
@@ -72,9 +72,12 @@ class DynamicGrainedEncoder(BaseModule):
         self._geometry = GeometryCache(self.granularities, self.region_size)
         # None, an int (every region takes that granularity index) or a (B, R) tensor.
         self.force_choice: Optional[Union[int, Tensor]] = None
-        self.last_queries: Optional[GrainedQueries] = None
+        self._finest = finest_index(self.granularities)
+        self._finest_is_identity = self.granularities[self._finest] == 1
+        self.last_queries: Optional[QueryLayout] = None
         self.last_choice: Optional[Tensor] = None
         self.last_num_queries: Optional[Tensor] = None
+        self.last_pooled = False
 
     def init_weights(self):
         super().init_weights()
@@ -116,15 +119,25 @@ class DynamicGrainedEncoder(BaseModule):
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
         else:
             choice = logits.argmax(-1) if override is None else override
+            if self._finest_is_identity and bool((choice == self._finest).all()):
+                # every region at phi = 1: the queries are the tokens, no pooling needed
+                queries = DenseQueries(B, hw, E)
+                y = block_fn(x.reshape(B * N, C), queries, x).view(B, N, C)
+                self._record(queries, choice, x.new_full((B, ), float(N)), geo, False)
+                return y
             queries = sparse_queries(geo, choice, E)
             num_queries = x.new_tensor(queries.lengths)
         q0 = queries.pool(x)
         q1 = block_fn(q0, queries, x)
         y = queries.unpool(x, q1 - q0)
-        self.last_queries = queries
-        self.last_choice = choice.detach().view(B, *geo.grid)
-        self.last_num_queries = num_queries
+        self._record(queries, choice, num_queries, geo, True)
         return y
+
+    def _record(self, queries, choice, num_queries, geo, pooled: bool):
+        self.last_queries = queries
+        self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
+        self.last_num_queries = num_queries
+        self.last_pooled = pooled
 
     def router_flops(self, hw) -> int:
         """Cost of routing one image: the gate on every region (not query dependent)."""
