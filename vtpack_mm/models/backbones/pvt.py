@@ -200,8 +200,8 @@ class PVT(DGEBackbone):
                 x = self.norm(x)
             if i in self.out_indices:
                 outs.append(self._output(x, hw, E, last))
-            if not last:
-                x = x[:, E:].transpose(1, 2).reshape(B, -1, hw[0], hw[1])
+            if not last:  # channels-last view of the map for the next patch embedding
+                x = x[:, E:].reshape(B, hw[0], hw[1], -1).permute(0, 3, 1, 2)
         self.last_complexity = meter
         return tuple(outs)
 

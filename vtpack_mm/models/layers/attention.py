@@ -11,11 +11,15 @@ from ...dge import QueryLayout, attention_macs, linear_macs, norm_macs
 
 
 def split_map(x: Tensor, hw):
-    """(B, E + H*W, C) -> extra tokens (B, E, C) and the map (B, C, H, W)."""
+    """(B, E + H*W, C) -> extra tokens (B, E, C) and the map (B, C, H, W).
+
+    The map is a channels-last view of the tokens, not a copy: convolutions take it as it
+    is (on CPU a transposed copy of a stage-1 map costs more than the reduction conv).
+    """
     B, N, C = x.shape
     H, W = hw
     E = N - H * W
-    return x[:, :E], x[:, E:].transpose(1, 2).reshape(B, C, H, W)
+    return x[:, :E], x[:, E:].view(B, H, W, C).permute(0, 3, 1, 2)
 
 
 class SpatialReductionAttention(BaseModule):
