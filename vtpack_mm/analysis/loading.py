@@ -89,15 +89,16 @@ def normalization(cfg) -> Tuple[np.ndarray, np.ndarray, bool]:
 
 
 def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
-                min_size: int = 32) -> List[torch.Tensor]:
+                min_size: int = 32, with_rgb: bool = False):
     """Read images as normalised (1, 3, H, W) tensors, as the config's preprocessor does.
 
     ``size=(H, W)`` resizes every image to exactly that size (for batching and timing);
-    otherwise images keep their size.
+    otherwise images keep their size. ``with_rgb`` also returns each (resized) image as an
+    RGB uint8 array, for drawing on.
     """
     import mmcv
     mean, std, to_rgb = normalization(cfg)
-    out = []
+    out, rgb = [], []
     for path in paths:
         img = mmcv.imread(path)  # BGR uint8
         if img is None:
@@ -107,11 +108,12 @@ def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
         if min(img.shape[:2]) < min_size:
             raise ValueError(f'{path}: {img.shape[1]}x{img.shape[0]} is smaller than the '
                              f'backbone minimum {min_size}x{min_size}')
+        rgb.append(np.ascontiguousarray(img[..., ::-1]))
         if to_rgb:
             img = img[..., ::-1]
         x = (img.astype(np.float32) - mean) / std
         out.append(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None])
-    return out
+    return (out, rgb) if with_rgb else out
 
 
 __all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',

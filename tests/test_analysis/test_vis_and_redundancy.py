@@ -1,0 +1,104 @@
+"""Gate pictures (CLI and validation hook) and the Sec. 3.1 redundancy analysis."""
+import os
+import runpy
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+import vtpack_mm
+from vtpack_mm.analysis.redundancy import RedundancyProbe, patch_pcc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, 'tests', 'test_tools'))
+from test_demo import make_data  # noqa: E402
+
+DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
+CLS = os.path.join(ROOT, 'configs', 'demo', 'pvt-t-dge-b0.5_200i_shapes-128.py')
+
+
+@pytest.fixture(scope='module')
+def shapes(tmp_path_factory):
+    out = tmp_path_factory.mktemp('shapes')
+    make_data(out)
+    return out
+
+
+def run_tool(path, *argv):
+    old = sys.argv
+    sys.argv = [path] + [str(a) for a in argv]
+    try:
+        runpy.run_path(os.path.join(ROOT, 'tools', path), run_name='__main__')
+    finally:
+        sys.argv = old
+
+
+def test_vis_gates_draws_every_stage(shapes, tmp_path):
+    run_tool('visualization/vis_gates.py', DET, '--images', shapes / 'coco' / 'val',
+             '--out', tmp_path, '--limit', '2', '--logit-shift', '6')
+    files = sorted((tmp_path / 'vis_data' / 'vis_image').glob('*.png'))
+    assert len(files) == 2
+    import cv2
+    img = cv2.imread(str(files[0]))
+    assert img.shape[1] == 5 * img.shape[0]  # input + four stages, 64 px each
+
+
+def test_gate_hook_logs_during_validation(shapes, tmp_path):
+    cfg = Config.fromfile(DET)
+    root = str(shapes / 'coco') + '/'
+    for loader in ('val_dataloader', 'test_dataloader', 'train_dataloader'):
+        cfg[loader].dataset.data_root = root
+    cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
+    cfg.val_dataloader.batch_size = 1  # four batches: the hook draws the first two
+    cfg.custom_hooks = [dict(type='vtpack_mm.GateVisualizationHook', max_images=2)]
+    cfg.work_dir = str(tmp_path)
+    cfg.load_from = None
+    runner = Runner.from_cfg(cfg)
+    runner.val()
+    pictures = list(tmp_path.rglob('gates_*.png'))
+    assert len(pictures) == 2
+
+
+def test_patch_pcc_matches_numpy():
+    x = torch.randn(1, 4 * 6, 7, dtype=torch.float64)
+    pcc = patch_pcc(x, (4, 6))
+    grid = x.view(4, 6, 7).numpy()
+    for py in range(2):
+        for px in range(3):
+            patch = grid[2 * py:2 * py + 2, 2 * px:2 * px + 2].reshape(4, 7)
+            mean = patch.mean(0)
+            expected = [np.corrcoef(t, mean)[0, 1] for t in patch]
+            np.testing.assert_allclose(pcc[0, py, px].numpy(), expected, rtol=1e-9)
+
+
+def test_replacement_extremes():
+    model = vtpack_mm.PVT(arch='tiny').eval()
+    model.init_weights()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)[-1]
+        static = model.last_complexity.total_static()
+        with RedundancyProbe(model, threshold=2.0) as probe:  # nothing is above 2
+            out = model(x)[-1]
+        assert probe.saved_macs == 0 and torch.equal(out, ref)
+        with RedundancyProbe(model, threshold=-2.0) as probe:  # every token is replaced
+            model(x)
+        # every layer's map is 2x-divisible here: a quarter of the queries remain
+        assert 0.3 < (static - probe.saved_macs) / static < 0.8
+        assert np.sum(list(probe.hist.values())[0]) == (16 * 16)
+
+
+def test_analyze_redundancy_cli(shapes, tmp_path):
+    run_tool('analysis_tools/analyze_redundancy.py', CLS, '--images',
+             shapes / 'imagenet' / 'val', '--out', tmp_path, '--limit', '3',
+             '--thresholds', '0.9', '2.0')
+    import json
+    res = json.loads((tmp_path / 'redundancy.json').read_text())
+    assert res['images'] == 3 and len(res['layers']) == 8
+    assert res['curve'][-1]['complexity'] == 1.0  # threshold 2.0 replaces nothing
+    assert res['curve'][1]['complexity'] < 1.0
+    assert all(0 <= r['accuracy'] <= 1 for r in res['curve'])
+    assert (tmp_path / 'pcc_hist.png').is_file() and (tmp_path / 'curve.png').is_file()

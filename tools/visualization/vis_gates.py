@@ -1,0 +1,59 @@
+"""Draw each stage's chosen granularity over images (the paper's Fig. 4), with mmengine's
+Visualizer.
+
+    python tools/visualization/vis_gates.py CONFIG [--checkpoint CKPT] --images DIR
+        --out DIR [--limit 8] [--size H W] [--logit-shift S]
+
+One picture per image: the input, then for the first DGE layer of every stage the image
+with each region coloured by its granularity (phi = 1 red, 2 green, 4 blue), blended.
+Written through mmengine's Visualizer with a local backend: OUT/vis_data/vis_image/*.png.
+To log such pictures during validation, add ``dict(type='vtpack_mm.GateVisualizationHook')``
+to custom_hooks; they go to the config's own vis backends.
+"""
+import argparse
+import os.path as osp
+
+import numpy as np
+import torch
+from mmengine.visualization import Visualizer
+
+from vtpack_mm.analysis import backbone_of, build_model, image_paths, load_images
+from vtpack_mm.visualization import gate_overlay, legend, stage_choice_maps
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint')
+    parser.add_argument('--images', required=True)
+    parser.add_argument('--out', required=True)
+    parser.add_argument('--limit', type=int, default=8)
+    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
+    parser.add_argument('--logit-shift', type=float, help='set the budget knob first')
+    args = parser.parse_args()
+    model = build_model(args.config, args.checkpoint)
+    backbone = backbone_of(model)
+    if not backbone.dge_modules():
+        raise SystemExit('the backbone has no DGE blocks: there are no gates to draw')
+    if args.logit_shift is not None:
+        backbone.set_logit_shift(args.logit_shift)
+    paths = image_paths(args.images, args.limit)
+    tensors, rgbs = load_images(paths, model.cfg, args.size, with_rgb=True)
+    vis = Visualizer(name='vis_gates', vis_backends=[dict(type='LocalVisBackend')],
+                     save_dir=args.out)
+    for path, x, rgb in zip(paths, tensors, rgbs):
+        with torch.no_grad():
+            backbone(x)
+        maps = stage_choice_maps(backbone, 0)
+        row = np.concatenate([rgb] + [gate_overlay(rgb, m) for m in maps], 1)
+        beta = backbone.last_complexity.ratio().item()
+        name = osp.splitext(osp.basename(path))[0]
+        vis.add_image(f'gates_{name}', row)
+        print(f'{name}: beta {beta:.3f}; columns: input, ' +
+              ', '.join(m['group'] for m in maps))
+    print(f'{legend(backbone.dge_modules()[0].granularities)}; pictures in '
+          f'{osp.join(args.out, "vis_data", "vis_image")}')
+
+
+if __name__ == '__main__':
+    main()
