@@ -102,3 +102,24 @@ def test_analyze_redundancy_cli(shapes, tmp_path):
     assert res['curve'][1]['complexity'] < 1.0
     assert all(0 <= r['accuracy'] <= 1 for r in res['curve'])
     assert (tmp_path / 'pcc_hist.png').is_file() and (tmp_path / 'curve.png').is_file()
+
+
+def test_calibrate_budget_cli(shapes, capsys):
+    run_tool('analysis_tools/calibrate_budget.py', DET, '--images', shapes / 'coco' / 'val',
+             '--target', '0.5')
+    out = capsys.readouterr().out
+    # an untrained router picks phi=1 everywhere; the shift alone moves every region at once
+    assert 'beta without shift: 1.00' in out and 'model.backbone.dge_cfg.logit_shift=' in out
+
+
+@pytest.mark.parametrize('model', ['pvt', 'dpvt'])
+def test_benchmark_latency_cli(model, tmp_path):
+    import json
+    run_tool('analysis_tools/benchmark_latency.py', '--model', model, '--arch', 'tiny',
+             '--size', '96', '128', '--batch', '1', '2', '--warmup', '0', '--repeats', '2',
+             '--target-beta', '0.6', '--out', tmp_path / 'r.json')
+    res = json.loads((tmp_path / 'r.json').read_text())
+    assert set(res['batches']) == {'1', '2'}
+    variants = {'vanilla', 'dge', 'dge-finest'} | ({'mmdet'} if model == 'pvt' else set())
+    assert set(res['batches']['1']['stats']) == variants
+    assert abs(res['calibration_beta'] - 0.6) < 0.1

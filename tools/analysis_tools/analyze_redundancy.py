@@ -12,7 +12,6 @@
    top-1 accuracy too (OUT/curve.png, the paper's Fig. 2b).
 Numbers go to OUT/redundancy.json.
 """
-import argparse
 import json
 import os
 import os.path as osp
@@ -20,7 +19,8 @@ import os.path as osp
 import numpy as np
 import torch
 
-from vtpack_mm.analysis import backbone_of, build_model, image_paths, load_images
+from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
+                                load_images)
 from vtpack_mm.analysis.redundancy import RedundancyProbe
 
 
@@ -89,13 +89,7 @@ def plot_curve(rows, path):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('--checkpoint')
-    parser.add_argument('--images', required=True)
-    parser.add_argument('--out', required=True)
-    parser.add_argument('--limit', type=int, default=50)
-    parser.add_argument('--size', type=int, nargs=2)
+    parser = image_tool_parser(__doc__.splitlines()[0], limit=50)
     parser.add_argument('--thresholds', type=float, nargs='+',
                         default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99])
     args = parser.parse_args()

@@ -7,20 +7,13 @@ One checkpoint, many operating points: the shift adds ``s * (1 - 1/phi^2)`` to e
 router's logits, so s > 0 buys speed with accuracy and s < 0 the reverse. Use the result
 with ``--cfg-options model.backbone.dge_cfg.logit_shift=S`` in tools/test.py.
 """
-import argparse
-
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
-                                load_images, measure_beta)
+                                image_tool_parser, load_images, measure_beta)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('--checkpoint')
-    parser.add_argument('--images', required=True, help='a folder of sample images')
+    parser = image_tool_parser(__doc__.splitlines()[0], limit=32, out=False)
     parser.add_argument('--target', type=float, required=True, help='target beta in [0, 1]')
-    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
-    parser.add_argument('--limit', type=int, default=32, help='use at most this many images')
     args = parser.parse_args()
     model = build_model(args.config, args.checkpoint)
     backbone = backbone_of(model)

@@ -10,25 +10,19 @@ Written through mmengine's Visualizer with a local backend: OUT/vis_data/vis_ima
 To log such pictures during validation, add ``dict(type='vtpack_mm.GateVisualizationHook')``
 to custom_hooks; they go to the config's own vis backends.
 """
-import argparse
 import os.path as osp
 
 import numpy as np
 import torch
 from mmengine.visualization import Visualizer
 
-from vtpack_mm.analysis import backbone_of, build_model, image_paths, load_images
+from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
+                                load_images)
 from vtpack_mm.visualization import gate_overlay, legend, stage_choice_maps
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config')
-    parser.add_argument('--checkpoint')
-    parser.add_argument('--images', required=True)
-    parser.add_argument('--out', required=True)
-    parser.add_argument('--limit', type=int, default=8)
-    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
+    parser = image_tool_parser(__doc__.splitlines()[0], limit=8)
     parser.add_argument('--logit-shift', type=float, help='set the budget knob first')
     args = parser.parse_args()
     model = build_model(args.config, args.checkpoint)

@@ -116,5 +116,20 @@ def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
     return (out, rgb) if with_rgb else out
 
 
-__all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',
+def image_tool_parser(description: str, limit: int, out: bool = True):
+    """The arguments every image-based analysis tool takes: CONFIG, --checkpoint,
+    --images, --limit, --size and (with ``out``) --out."""
+    import argparse
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint')
+    parser.add_argument('--images', required=True, help='an image or a folder of images')
+    if out:
+        parser.add_argument('--out', required=True, help='output folder')
+    parser.add_argument('--limit', type=int, default=limit, help='use at most this many images')
+    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
+    return parser
+
+
+__all__ = ['build_model', 'image_tool_parser', 'backbone_of', 'image_paths', 'load_images', 'load_config',
            'find_dge_backbone']
