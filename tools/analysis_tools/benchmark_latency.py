@@ -9,7 +9,8 @@ The routing timed is real: with --config/--checkpoint the trained routers, shift
 the budget knob to --target-beta unless --no-calibrate; otherwise routers with random
 weights whose shift is calibrated so that the benchmark images reach --target-beta.
 Images come from --images (resized to --size) or scikit-image's bundled samples. The
-variants are timed round-robin (warm-up, then repeats) and medians are reported:
+variants are timed round-robin (warm-up, then repeats); medians are reported, and each speed-up is the
+median over rounds of vanilla time / variant time within the round:
 
   vanilla      the vtpack_mm backbone with dge_cfg=None
   dge          the same weights with DGE at the calibrated beta
@@ -27,7 +28,7 @@ from mmengine.config import Config
 import vtpack_mm
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 load_images, measure_beta)
-from vtpack_mm.analysis.latency import summarize, time_variants
+from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.models.converters import to_mmdet_pvt
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
@@ -153,19 +154,19 @@ def main():
         beta_x = float(dge.last_complexity.ratio().float().mean())
         fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
         fns['dge-finest'] = lambda: all_finest(x)
-        stats = {k: summarize(v) for k, v in
-                 time_variants(fns, args.warmup, args.repeats, device).items()}
-        base = stats['vanilla']['median']
+        times = time_variants(fns, args.warmup, args.repeats, device)
+        stats = {k: summarize(v) for k, v in times.items()}
+        paired = paired_speedups(times, 'vanilla')
         results['batches'][bs] = dict(beta=beta_x, flops_ideal_speedup=1 / beta_x,
-                                      speedup={k: base / s['median'] for k, s in stats.items()},
-                                      stats=stats)
+                                      speedup=paired, stats=stats, times=times)
         print(f'\n{type(vanilla).__name__}-{args.arch} batch {bs} at {args.size[0]}x'
               f'{args.size[1]} on {device} ({torch.get_num_threads()} threads): DGE beta '
               f'{beta_x:.3f}, FLOPs-ideal speedup {1 / beta_x:.2f}x')
-        print(f'{"variant":>11s} {"median ms":>10s} {"q1..q3 ms":>17s} {"vanilla/this":>13s}')
+        print(f'{"variant":>11s} {"median ms":>10s} {"q1..q3 ms":>17s} {"vanilla/this":>13s}'
+              ' (median of paired ratios)')
         for name, s in stats.items():
             print(f'{name:>11s} {1e3 * s["median"]:10.1f} {1e3 * s["q1"]:8.1f}..'
-                  f'{1e3 * s["q3"]:<7.1f} {base / s["median"]:12.2f}x')
+                  f'{1e3 * s["q3"]:<7.1f} {paired[name]:12.2f}x')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)

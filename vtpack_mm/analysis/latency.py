@@ -34,3 +34,10 @@ def time_variants(variants: Dict[str, Callable[[], object]], warmup: int = 2,
 def summarize(times: List[float]) -> Dict[str, float]:
     q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
     return dict(median=statistics.median(times), q1=q[0], q3=q[2], n=len(times))
+
+
+def paired_speedups(times: Dict[str, List[float]], base: str) -> Dict[str, float]:
+    """Median over repeats of base_time / variant_time, each pair taken in the same round
+    (so drifts of the machine cancel out)."""
+    return {name: statistics.median(b / v for b, v in zip(times[base], ts))
+            for name, ts in times.items()}

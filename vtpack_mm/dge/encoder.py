@@ -129,7 +129,9 @@ class DynamicGrainedEncoder(BaseModule):
             num_queries = x.new_tensor(queries.lengths)
         q0 = queries.pool(x)
         q1 = block_fn(q0, queries, x)
-        y = queries.unpool(x, q1 - q0)
+        # the block's output is a fresh tensor: without autograd, reuse it for the delta
+        delta = q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
+        y = queries.unpool(x, delta)
         self._record(queries, choice, num_queries, geo, True)
         return y
 

@@ -76,9 +76,11 @@ class RegionGeometry:
         pos_patch (K, HW): patch index of each position at each granularity (-1 for phi=0).
         patch_region (P,), patch_k (P,), patch_valid (P,): the patch list.
         patch_rank (P,): index of each valid patch among all valid patches (-1 if invalid).
-        region_count (R,): valid positions per region.
+        patch_src (P,): index of each valid patch in its granularity's grid of valid
+            patches (ceil(H / phi) x ceil(W / phi), row-major), -1 if invalid.
+        levels: per positive granularity, its index k, phi, the offset and count of its
+            patches in the list, and its valid grid size.
         region_queries (R, K): valid patches per region at each granularity.
-        pos_xy (HW, 2): (x, y) token coordinates of each position.
     """
 
     def __init__(self, hw: Tuple[int, int], granularities: Sequence[int],
@@ -100,23 +102,28 @@ class RegionGeometry:
         hh = torch.arange(H, **kw).repeat_interleave(W)
         ww = torch.arange(W, **kw).repeat(H)
         self.pos_region = (hh // Sh) * Rw + ww // Sw
-        self.pos_xy = torch.stack([ww, hh], dim=1)
 
-        pos_patch, patch_region, patch_k, patch_valid = [], [], [], []
+        pos_patch, patch_region, patch_k, patch_valid, patch_src = [], [], [], [], []
+        self.levels = []  # one per positive granularity: where its patches sit in the list
         base = 0
         for k, phi in enumerate(phis):
             if phi == 0:
                 pos_patch.append(torch.full((H * W,), -1, **kw))
                 continue
             gh, gw = Hp // phi, Wp // phi
+            vh, vw = -(-H // phi), -(-W // phi)  # patches holding a valid position
             pos_patch.append(base + (hh // phi) * gw + ww // phi)
             gy = torch.arange(gh, **kw).repeat_interleave(gw)
             gx = torch.arange(gw, **kw).repeat(gh)
+            valid = (gy < vh) & (gx < vw)
             patch_region.append((gy * phi // Sh) * Rw + gx * phi // Sw)
             patch_k.append(torch.full((gh * gw,), k, **kw))
-            patch_valid.append((gy * phi < H) & (gx * phi < W))
+            patch_valid.append(valid)
+            patch_src.append(torch.where(valid, gy * vw + gx, torch.full_like(gy, -1)))
+            self.levels.append(dict(k=k, phi=phi, base=base, count=gh * gw, valid_hw=(vh, vw)))
             base += gh * gw
         self.pos_patch = torch.stack(pos_patch)
+        self.patch_src = torch.cat(patch_src)
         self.patch_region = torch.cat(patch_region)
         self.patch_k = torch.cat(patch_k)
         self.patch_valid = torch.cat(patch_valid)
@@ -125,8 +132,6 @@ class RegionGeometry:
         self.num_valid_patches = int(self.patch_valid.sum())
 
         R, K = self.num_regions, len(phis)
-        self.region_count = torch.zeros(R, device=device).index_add_(
-            0, self.pos_region, torch.ones(H * W, device=device))
         flat = self.patch_region * K + self.patch_k
         self.region_queries = torch.zeros(R * K, device=device).index_add_(
             0, flat, self.patch_valid.float()).view(R, K)

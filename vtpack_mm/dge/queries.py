@@ -5,14 +5,15 @@ keys and values come from the dense ``(B, N, C)`` tokens. A vanilla block's quer
 tokens themselves (:class:`DenseQueries`); a DGE block's queries are grained patch means
 (:class:`GrainedQueries`), a variable number per image.
 
-Grained pooling is expressed by one assignment ``token -> query``: pooling is the mean of
-the tokens assigned to a query (valid positions only, padding never enters), un-pooling
-gives every token the delta of its query. This pure-PyTorch version is the reference and
-fallback of the compiled ops.
+Grained pooling averages each chosen patch (valid positions only, padding never enters):
+one average pooling per granularity, then a gather of the chosen patches. Un-pooling gives
+every token the delta of its query through one assignment ``token -> query``. This
+pure-PyTorch version is the reference and fallback of the compiled ops.
 """
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .geometry import RegionGeometry
@@ -100,69 +101,84 @@ class DenseQueries(QueryLayout):
 
 
 class GrainedQueries(QueryLayout):
-    """Queries made by grained pooling, with the assignment that un-pools them.
+    """Queries made by grained pooling, with what is needed to pool and un-pool them.
 
     Args:
         token_to_query: (Kb, B, N) long. For each of Kb branches (1 in sparse mode and at
             inference, one per granularity in dense training), the query each input token
-            is pooled into; ``num_queries`` (a dump row) for tokens of skipped regions.
+            gets its delta from; ``num_queries`` (a zero row) for tokens of skipped regions.
         lengths: queries per image.
         hw, num_extra: as in :class:`QueryLayout`.
+        plan: per positive granularity, ``(phi, src, dest)``: rows ``src`` of that
+            granularity's pooled map (B * ceil(H/phi) * ceil(W/phi) rows, image after
+            image) become queries ``dest``.
+        extra_dest: (B * E,) query index of every extra token.
         token_gate: (B, N, Kb) or None. Multiplies each branch's delta at un-pooling:
             the straight-through gate in training, None at inference (all ones).
         region_choice: (B, R) chosen granularity index of every region, for inspection.
     """
 
     def __init__(self, token_to_query: Tensor, lengths: List[int], hw: Tuple[int, int],
-                 num_extra: int, token_gate: Optional[Tensor] = None,
-                 region_choice: Optional[Tensor] = None, has_dump: bool = False):
+                 num_extra: int, plan: List[Tuple[int, Tensor, Tensor]], extra_dest: Tensor,
+                 token_gate: Optional[Tensor] = None, region_choice: Optional[Tensor] = None,
+                 has_dump: bool = False):
         self.token_to_query = token_to_query
         self.batch_size = token_to_query.shape[1]
         self.lengths = list(lengths)
         self.hw = hw
         self.num_extra = num_extra
+        self.plan = plan
+        self.extra_dest = extra_dest
         self.token_gate = token_gate
         self.region_choice = region_choice
         self.has_dump = has_dump
-        self._counts = None
 
     @property
     def num_branches(self) -> int:
         return self.token_to_query.shape[0]
 
-    def _rows(self) -> int:
-        return self.num_queries + int(self.has_dump)
-
-    def counts(self, dtype=torch.float32) -> Tensor:
-        """(T,) number of tokens pooled into each query (over all branches)."""
-        if self._counts is None:
-            idx = self.token_to_query.reshape(-1)
-            self._counts = torch.bincount(idx, minlength=self._rows())[:self.num_queries]
-        return self._counts.to(dtype)
-
     def pool(self, x: Tensor) -> Tensor:
-        """(B, N, C) tokens -> (T, C) queries: the mean of each query's tokens."""
+        """(B, N, C) tokens -> (T, C) queries: the mean of each query's valid tokens.
+
+        Each granularity is one ``avg_pool2d`` over the map (``ceil_mode``: a patch cut by
+        the map's border averages its valid positions only), then a gather of the chosen
+        patches.
+        """
         B, N, C = x.shape
-        Kb = self.num_branches
-        src = x.reshape(B * N, C)
-        if Kb > 1:
-            src = src.repeat(Kb, 1)
-        out = x.new_zeros(self._rows(), C).index_add_(0, self.token_to_query.reshape(-1), src)
-        out = out[:self.num_queries]
-        return out / self.counts(x.dtype).unsqueeze(1)
+        H, W = self.hw
+        E = self.num_extra
+        tokens = x[:, E:]
+        out = x.new_zeros(self.num_queries, C)
+        fmap = None
+        for phi, src, dest in self.plan:
+            if src.numel() == 0:
+                continue
+            if phi == 1:
+                pooled = tokens.reshape(B * H * W, C)
+            else:
+                if fmap is None:  # channels-last view of the map: no copy
+                    fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
+                pooled = F.avg_pool2d(fmap, phi, phi, ceil_mode=True)
+                pooled = pooled.permute(0, 2, 3, 1).reshape(-1, C)
+            out.index_copy_(0, dest, pooled.index_select(0, src))
+        if E:
+            out.index_copy_(0, self.extra_dest, x[:, :E].reshape(B * E, C))
+        return out
 
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
         """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)."""
         B, N, C = x.shape
         if self.has_dump:
             delta = torch.cat([delta, delta.new_zeros(1, C)])
-        y = x
+        y = None
         for k in range(self.num_branches):
             d = delta.index_select(0, self.token_to_query[k].reshape(-1)).view(B, N, C)
             if self.token_gate is not None:
                 d = d * self.token_gate[..., k:k + 1]
-            y = y + d
-        return y
+            # accumulate in place into the fresh gathered tensor: one allocation of the
+            # map size instead of two (large allocations are page faults on CPU)
+            y = d if y is None else y.add_(d)
+        return y.add_(x)
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         B, N = self.token_to_query.shape[1:]
@@ -207,17 +223,24 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     t2q = qid_patch.gather(1, pid.clamp(min=0))
     if geo.has_skip:
         t2q = torch.where(pid < 0, torch.full_like(t2q, total), t2q)
+    extra = _offsets(lengths).unsqueeze(1) + torch.arange(E, device=device)
     if E:
-        extra = _offsets(lengths).unsqueeze(1) + torch.arange(E, device=device)
         t2q = torch.cat([extra, t2q], 1)
+    plan = []
+    for level in geo.levels:
+        part = slice(level['base'], level['base'] + level['count'])
+        b, p = sel[:, part].nonzero(as_tuple=True)
+        vh, vw = level['valid_hw']
+        src = b * (vh * vw) + geo.patch_src[part][p]
+        plan.append((level['phi'], src, qid_patch[:, part][b, p]))
     token_gate = None
     if region_gate is not None:
         token_gate = region_gate.index_select(1, geo.pos_region)
         if E:
             token_gate = torch.cat([token_gate.new_ones(B, E), token_gate], 1)
         token_gate = token_gate.unsqueeze(-1)
-    return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, token_gate,
-                          region_choice=choice, has_dump=geo.has_skip)
+    return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, plan, extra.flatten(),
+                          token_gate, region_choice=choice, has_dump=geo.has_skip)
 
 
 def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
@@ -231,6 +254,15 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
     device = region_gate.device
     L = E + geo.num_valid_patches
     base = (torch.arange(B, device=device) * L).view(B, 1)
+    images = torch.arange(B, device=device).view(B, 1)
+    plan = []
+    for level in geo.levels:
+        part = slice(level['base'], level['base'] + level['count'])
+        valid = geo.patch_valid[part]
+        vh, vw = level['valid_hw']
+        src = images * (vh * vw) + geo.patch_src[part][valid]
+        dest = base + E + geo.patch_rank[part][valid]
+        plan.append((level['phi'], src.flatten(), dest.flatten()))
     branches, gates = [], []
     for k, phi in enumerate(geo.granularities):
         if phi == 0:
@@ -243,5 +275,6 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
             g = torch.cat([g.new_full((B, E), first), g], 1)
         branches.append(t2q)
         gates.append(g)
-    return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E,
+    extra_dest = (base + torch.arange(E, device=device)).flatten()
+    return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E, plan, extra_dest,
                           torch.stack(gates, -1), region_choice=choice)

@@ -12,8 +12,13 @@ from .geometry import RegionGeometry
 def region_mean(tokens: Tensor, geo: RegionGeometry) -> Tensor:
     """(B, H*W, C) map tokens -> (B, R, C) mean over each region's valid positions."""
     B, _, C = tokens.shape
-    sums = tokens.new_zeros(B, geo.num_regions, C).index_add_(1, geo.pos_region, tokens)
-    return sums / geo.region_count.to(tokens.dtype).view(1, -1, 1)
+    if geo.num_regions == 1:
+        return tokens.mean(1, keepdim=True)
+    H, W = geo.hw
+    fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)  # channels-last view
+    # ceil_mode: a region cut by the map's border averages its valid positions only
+    pooled = F.avg_pool2d(fmap, geo.region_hw, geo.region_hw, ceil_mode=True)
+    return pooled.permute(0, 2, 3, 1).reshape(B, geo.num_regions, C)
 
 
 def finest_index(granularities: Sequence[int]) -> int:
