@@ -1,4 +1,5 @@
 """Install vtpack_mm: Dynamic Grained Encoder backbones for the OpenMMLab stack."""
+import glob
 import os
 import re
 
@@ -19,6 +20,24 @@ def read_version():
         return re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 
+def ext_modules():
+    """The compiled ops (ops/csrc): the CPU kernels always, one module vtpack_mm._ext.
+
+    VTPACK_MM_NO_EXT=1 skips them (the package then runs its PyTorch references).
+    """
+    if os.environ.get('VTPACK_MM_NO_EXT') == '1':
+        return [], {}
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+    csrc = os.path.join('ops', 'csrc')
+    sources = sorted(glob.glob(os.path.join(csrc, 'pytorch', '*.cpp')) +
+                     glob.glob(os.path.join(csrc, 'pytorch', 'cpu', '*.cpp')))
+    ext = CppExtension('vtpack_mm._ext', sources, include_dirs=[os.path.abspath(csrc)],
+                       extra_compile_args=['-O3'])
+    return [ext], dict(build_ext=BuildExtension.with_options(use_ninja=True))
+
+
+EXT_MODULES, CMDCLASS = ext_modules()
+
 setup(
     name='vtpack_mm',
     version=read_version(),
@@ -34,5 +53,7 @@ setup(
         tests=read_requirements('tests'),
         optional=read_requirements('optional'),
     ),
+    ext_modules=EXT_MODULES,
+    cmdclass=CMDCLASS,
     zip_safe=False,
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create or update the virtual environment at .venv (repo root) with the pinned OpenMMLab
 # stack and vtpack_mm installed in editable mode. Idempotent: it does nothing when the
-# requirements and setup.py are unchanged since the last successful run.
+# requirements, setup.py and ops/ are unchanged since the last successful run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -10,7 +10,8 @@ PY="$VENV/bin/python"
 STAMP="$VENV/.vtpack_mm-setup"
 C="-c requirements/constraints.txt"
 
-want="$(cat requirements/*.txt setup.py | sha256sum | cut -d' ' -f1)"
+# the compiled ops' sources count too: a changed kernel is rebuilt
+want="$(cat requirements/*.txt setup.py $(find ops -type f | sort) | sha256sum | cut -d' ' -f1)"
 if [ -x "$PY" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
   echo "[setup] .venv is up to date"
   exit 0
@@ -55,8 +56,8 @@ fi
 step "4/5 mmengine, mmdet, mmsegmentation, mmpretrain, test and optional tools"
 "${PIP[@]}" $C -r requirements/mminstall.txt -r requirements/tests.txt -r requirements/optional.txt
 
-step "5/5 vtpack_mm (editable)"
-"${PIP[@]}" --no-build-isolation --no-deps -e .
+step "5/5 vtpack_mm (editable) and its compiled CPU ops (ops/csrc, ~1 min)"
+MAX_JOBS="${MAX_JOBS:-2}" "${PIP[@]}" --no-build-isolation --use-pep517 --no-deps -e .
 
 echo "$want" > "$STAMP"
 step "done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s"

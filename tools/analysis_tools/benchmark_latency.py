@@ -28,6 +28,7 @@ from mmengine.config import Config
 import vtpack_mm
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 load_images, measure_beta)
+from vtpack_mm.analysis.flops import routed_flops
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.models.converters import to_mmdet_pvt
 
@@ -152,16 +153,23 @@ def main():
         with torch.inference_mode():
             dge(x)
         beta_x = float(dge.last_complexity.ratio().float().mean())
+        # whole-backbone FLOPs per image (A.3 protocol), averaged over the batch
+        per_image = [routed_flops(dge, dge, x[i:i + 1]) for i in range(bs)]
+        flops = {k: float(np.mean([f[k] for f in per_image])) for k in ('static', 'dynamic')}
+        ideal = flops['static'] / flops['dynamic']
         fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
         fns['dge-finest'] = lambda: all_finest(x)
         times = time_variants(fns, args.warmup, args.repeats, device)
         stats = {k: summarize(v) for k, v in times.items()}
         paired = paired_speedups(times, 'vanilla')
-        results['batches'][bs] = dict(beta=beta_x, flops_ideal_speedup=1 / beta_x,
+        results['batches'][bs] = dict(beta=beta_x, flops_static=flops['static'],
+                                      flops_dynamic=flops['dynamic'],
+                                      flops_ideal_speedup=ideal,
                                       speedup=paired, stats=stats, times=times)
         print(f'\n{type(vanilla).__name__}-{args.arch} batch {bs} at {args.size[0]}x'
               f'{args.size[1]} on {device} ({torch.get_num_threads()} threads): DGE beta '
-              f'{beta_x:.3f}, FLOPs-ideal speedup {1 / beta_x:.2f}x')
+              f'{beta_x:.3f}; backbone GFLOPs {flops["static"] / 1e9:.1f} static, '
+              f'{flops["dynamic"] / 1e9:.1f} dynamic: FLOPs-ideal speedup {ideal:.2f}x')
         print(f'{"variant":>11s} {"median ms":>10s} {"q1..q3 ms":>17s} {"vanilla/this":>13s}'
               ' (median of paired ratios)')
         for name, s in stats.items():

@@ -64,12 +64,13 @@ def test_inputs(model, paths: List[str]):
 
 
 @torch.no_grad()
-def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:
-    """Static and dynamic FLOPs of one input for a whole model (A.3 protocol).
+def routed_flops(module, backbone, inputs) -> Dict[str, float]:
+    """Static and dynamic FLOPs of ``module(inputs)``, a module that runs ``backbone``
+    (the backbone itself or a whole model), under the A.3 protocol.
 
-    Static: mmengine's count of the model with every region at its finest granularity
-    (the vanilla computation; the routers' own cost included). Dynamic: that, with the
-    backbone's static cost replaced by its cost per enabled query in the routed pass.
+    Static: mmengine's count with every region at its finest granularity (the vanilla
+    computation; the routers' own cost included). Dynamic: that, with the backbone's
+    static cost replaced by its cost per enabled query in the routed pass.
     """
     dges = backbone.dge_modules()
     finest = [min(range(len(d.granularities)),
@@ -78,12 +79,12 @@ def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:
     for d, k in zip(dges, finest):
         d.force_choice = k
     try:
-        static_total = count_flops(_TensorForward(model, data_samples), (inputs, ))
+        static_total = count_flops(module, (inputs, ))
         static_backbone_meter = backbone.last_complexity.total_static()
     finally:
         for d, s in zip(dges, saved):
             d.force_choice = s
-    backbone(inputs)  # the routed pass
+    module(inputs)  # the routed pass
     meter = backbone.last_complexity
     dynamic_backbone = float(meter.total_dynamic().float().mean()) if torch.is_tensor(
         meter.total_dynamic()) else float(meter.total_dynamic())
@@ -91,3 +92,8 @@ def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:
                 dynamic=float(static_total) - static_backbone_meter + dynamic_backbone,
                 backbone_static=meter.total_static(), backbone_dynamic=dynamic_backbone,
                 beta=float(meter.ratio().float().mean()), layers=meter.layer_ratios())
+
+
+def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:
+    """:func:`routed_flops` of a whole model on one preprocessed input."""
+    return routed_flops(_TensorForward(model, data_samples), backbone, inputs)

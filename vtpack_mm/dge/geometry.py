@@ -79,7 +79,7 @@ class RegionGeometry:
         patch_src (P,): index of each valid patch in its granularity's grid of valid
             patches (ceil(H / phi) x ceil(W / phi), row-major), -1 if invalid.
         levels: per positive granularity, its index k, phi, the offset and count of its
-            patches in the list, and its valid grid size.
+            patches in the list, its grid size and its valid grid size.
         region_queries (R, K): valid patches per region at each granularity.
     """
 
@@ -120,7 +120,8 @@ class RegionGeometry:
             patch_k.append(torch.full((gh * gw,), k, **kw))
             patch_valid.append(valid)
             patch_src.append(torch.where(valid, gy * vw + gx, torch.full_like(gy, -1)))
-            self.levels.append(dict(k=k, phi=phi, base=base, count=gh * gw, valid_hw=(vh, vw)))
+            self.levels.append(dict(k=k, phi=phi, base=base, count=gh * gw, grid=(gh, gw),
+                                    valid_hw=(vh, vw)))
             base += gh * gw
         self.pos_patch = torch.stack(pos_patch)
         self.patch_src = torch.cat(patch_src)

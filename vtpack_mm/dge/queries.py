@@ -8,14 +8,16 @@ tokens themselves (:class:`DenseQueries`); a DGE block's queries are grained pat
 Grained pooling averages each chosen patch (valid positions only, padding never enters):
 one average pooling per granularity, then a gather of the chosen patches. Un-pooling gives
 every token the delta of its query through one assignment ``token -> query``. This
-pure-PyTorch version is the reference and fallback of the compiled ops.
+pure-PyTorch version is the reference and fallback of the compiled ops
+(:mod:`vtpack_mm.ops`), which :meth:`GrainedQueries.pool` and ``unpool`` use where they apply.
 """
-from typing import List, Optional, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..ops import grained_pool, grained_unpool, has_kernel, pad_index, patch_counts
 from .geometry import RegionGeometry
 
 
@@ -49,11 +51,7 @@ class QueryLayout:
         return torch.repeat_interleave(torch.arange(self.batch_size, device=device), counts)
 
     def _pad_index(self, device) -> Tensor:
-        lengths = torch.tensor(self.lengths, device=device)
-        offsets = torch.cumsum(lengths, 0) - lengths
-        bidx = self.batch_index(device)
-        pos = torch.arange(self.num_queries, device=device) - offsets[bidx]
-        return bidx * max(self.lengths) + pos
+        return pad_index(self.lengths, device)
 
     def to_padded(self, q: Tensor) -> Tensor:
         """(T, ...) -> (B, L, ...), L the longest image; padding rows are zero."""
@@ -100,6 +98,20 @@ class DenseQueries(QueryLayout):
         return xy.repeat(self.batch_size, 1)
 
 
+class LevelPlan(NamedTuple):
+    """The queries of one granularity: patch ``patch`` (raster index in the level's
+    ``? x grid_w`` grid) of image ``image`` becomes query ``dest``; ``src`` is its row in the
+    level's pooled map (B * ceil(H/phi) * ceil(W/phi) rows); ``branch`` is its un-pooling
+    branch."""
+    phi: int
+    grid_w: int
+    branch: int
+    image: Tensor
+    patch: Tensor
+    src: Tensor
+    dest: Tensor
+
+
 class GrainedQueries(QueryLayout):
     """Queries made by grained pooling, with what is needed to pool and un-pool them.
 
@@ -109,17 +121,15 @@ class GrainedQueries(QueryLayout):
             gets its delta from; ``num_queries`` (a zero row) for tokens of skipped regions.
         lengths: queries per image.
         hw, num_extra: as in :class:`QueryLayout`.
-        plan: per positive granularity, ``(phi, src, dest)``: rows ``src`` of that
-            granularity's pooled map (B * ceil(H/phi) * ceil(W/phi) rows, image after
-            image) become queries ``dest``.
-        extra_dest: (B * E,) query index of every extra token.
+        plan: a :class:`LevelPlan` per positive granularity.
+        extra_dest: (B * E,) query index of every extra token (image after image).
         token_gate: (B, N, Kb) or None. Multiplies each branch's delta at un-pooling:
             the straight-through gate in training, None at inference (all ones).
         region_choice: (B, R) chosen granularity index of every region, for inspection.
     """
 
     def __init__(self, token_to_query: Tensor, lengths: List[int], hw: Tuple[int, int],
-                 num_extra: int, plan: List[Tuple[int, Tensor, Tensor]], extra_dest: Tensor,
+                 num_extra: int, plan: List[LevelPlan], extra_dest: Tensor,
                  token_gate: Optional[Tensor] = None, region_choice: Optional[Tensor] = None,
                  has_dump: bool = False):
         self.token_to_query = token_to_query
@@ -132,6 +142,29 @@ class GrainedQueries(QueryLayout):
         self.token_gate = token_gate
         self.region_choice = region_choice
         self.has_dump = has_dump
+        self._meta = None
+
+    def meta(self) -> Tensor:
+        """(T, 5) int64 rows (image, y0, x0, phi, branch) of the compiled ops; extra tokens
+        have phi = 0 and their index in the y0 column."""
+        if self._meta is None:
+            device = self.token_to_query.device
+            meta = torch.zeros(self.num_queries, 5, dtype=torch.long, device=device)
+            for lv in self.plan:
+                rows = torch.stack([lv.image, lv.patch // lv.grid_w * lv.phi,
+                                    lv.patch % lv.grid_w * lv.phi,
+                                    torch.full_like(lv.image, lv.phi),
+                                    torch.full_like(lv.image, lv.branch)], 1)
+                meta.index_copy_(0, lv.dest, rows)
+            E = self.num_extra
+            if E:
+                B = self.batch_size
+                extra = torch.zeros(B * E, 5, dtype=torch.long, device=device)
+                extra[:, 0] = torch.arange(B, device=device).repeat_interleave(E)
+                extra[:, 1] = torch.arange(E, device=device).repeat(B)
+                meta.index_copy_(0, self.extra_dest, extra)
+            self._meta = meta
+        return self._meta
 
     @property
     def num_branches(self) -> int:
@@ -144,13 +177,18 @@ class GrainedQueries(QueryLayout):
         the map's border averages its valid positions only), then a gather of the chosen
         patches.
         """
+        if has_kernel(x):
+            meta = self.meta()
+            inv_count = 1.0 / patch_counts(meta, self.hw).to(x.dtype)
+            return grained_pool(x, meta, self.token_to_query, inv_count, self.hw,
+                                self.num_extra)
         B, N, C = x.shape
         H, W = self.hw
         E = self.num_extra
         tokens = x[:, E:]
         out = x.new_zeros(self.num_queries, C)
         fmap = None
-        for phi, src, dest in self.plan:
+        for phi, _, _, _, _, src, dest in self.plan:
             if src.numel() == 0:
                 continue
             if phi == 1:
@@ -167,6 +205,9 @@ class GrainedQueries(QueryLayout):
 
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
         """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)."""
+        if has_kernel(x, delta):
+            return grained_unpool(x, delta, self.token_to_query, self.token_gate, self.meta(),
+                                  self.hw, self.num_extra)
         B, N, C = x.shape
         if self.has_dump:
             delta = torch.cat([delta, delta.new_zeros(1, C)])
@@ -232,7 +273,8 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
         b, p = sel[:, part].nonzero(as_tuple=True)
         vh, vw = level['valid_hw']
         src = b * (vh * vw) + geo.patch_src[part][p]
-        plan.append((level['phi'], src, qid_patch[:, part][b, p]))
+        plan.append(LevelPlan(level['phi'], level['grid'][1], 0, b, p, src,
+                              qid_patch[:, part][b, p]))
     token_gate = None
     if region_gate is not None:
         token_gate = region_gate.index_select(1, geo.pos_region)
@@ -256,25 +298,30 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
     base = (torch.arange(B, device=device) * L).view(B, 1)
     images = torch.arange(B, device=device).view(B, 1)
     plan = []
-    for level in geo.levels:
+    for branch, level in enumerate(geo.levels):
         part = slice(level['base'], level['base'] + level['count'])
-        valid = geo.patch_valid[part]
+        p = geo.patch_valid[part].nonzero()[:, 0]
         vh, vw = level['valid_hw']
-        src = images * (vh * vw) + geo.patch_src[part][valid]
-        dest = base + E + geo.patch_rank[part][valid]
-        plan.append((level['phi'], src.flatten(), dest.flatten()))
+        b = images.expand(B, p.numel()).flatten()
+        p = p.repeat(B)
+        src = b * (vh * vw) + geo.patch_src[part][p]
+        dest = b * L + E + geo.patch_rank[part][p]
+        plan.append(LevelPlan(level['phi'], level['grid'][1], branch, b, p, src, dest))
     branches, gates = [], []
     for k, phi in enumerate(geo.granularities):
         if phi == 0:
             continue
         t2q = base + E + geo.patch_rank[geo.pos_patch[k]].unsqueeze(0)  # (B, HW)
         g = region_gate[..., k].index_select(1, geo.pos_region)  # (B, HW)
-        if E:
-            t2q = torch.cat([base + torch.arange(E, device=device), t2q], 1)
-            first = 1.0 if not branches else 0.0
-            g = torch.cat([g.new_full((B, E), first), g], 1)
+        if E:  # extra tokens take their delta once, in the first branch
+            first = not branches
+            ext = base + torch.arange(E, device=device) if first else torch.full(
+                (B, E), B * L, device=device)
+            t2q = torch.cat([ext, t2q], 1)
+            g = torch.cat([g.new_full((B, E), 1.0 if first else 0.0), g], 1)
         branches.append(t2q)
         gates.append(g)
     extra_dest = (base + torch.arange(E, device=device)).flatten()
     return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E, plan, extra_dest,
-                          torch.stack(gates, -1), region_choice=choice)
+                          torch.stack(gates, -1), region_choice=choice,
+                          has_dump=bool(E) and len(branches) > 1)

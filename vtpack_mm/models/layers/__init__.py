@@ -1,8 +1,4 @@
-from .attention import (DeformablePointAttention, SpatialReductionAttention,
-                        deformable_point_sample)
+from .attention import DeformablePointAttention, SpatialReductionAttention
 from .encoder_layer import EncoderLayer
 
-__all__ = [
-    'DeformablePointAttention', 'SpatialReductionAttention', 'deformable_point_sample',
-    'EncoderLayer'
-]
+__all__ = ['DeformablePointAttention', 'SpatialReductionAttention', 'EncoderLayer']

@@ -8,6 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...dge import QueryLayout, attention_macs, linear_macs, norm_macs
+from ...ops import deform_point_attn
 
 
 def split_map(x: Tensor, hw):
@@ -107,31 +108,6 @@ class _ScaleGrad(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-def deformable_point_sample(value: Tensor, xy: Tensor, weights: Tensor, hw) -> Tensor:
-    """Reference deformable point attention over a dense value map.
-
-    Args:
-        value: (B, heads, H*W, d) values of the map tokens.
-        xy: (B, L, heads, P, 2) sampling locations (x, y) in token units (token centres
-            at integer coordinates); outside the map samples read zeros.
-        weights: (B, L, heads, P) attention weights of the points.
-    Returns:
-        (B, L, heads * d)
-    """
-    B, h, _, d = value.shape
-    H, W = hw
-    L, P = xy.shape[1], xy.shape[3]
-    vmap = value.reshape(B * h, H, W, d).permute(0, 3, 1, 2)
-    size = xy.new_tensor([W, H])
-    grid = (2 * xy + 1) / size - 1  # token centres for align_corners=False
-    grid = grid.permute(0, 2, 1, 3, 4).reshape(B * h, L, P, 2)
-    sampled = F.grid_sample(vmap, grid, mode='bilinear', padding_mode='zeros',
-                            align_corners=False)  # (B*h, d, L, P)
-    w = weights.permute(0, 2, 1, 3).reshape(B * h, 1, L, P)
-    out = (sampled * w).sum(-1)  # (B*h, d, L)
-    return out.view(B, h, d, L).permute(0, 3, 1, 2).reshape(B, L, h * d)
-
-
 class DeformablePointAttention(BaseModule):
     """DPVT's attention: each query reads a few bilinearly sampled points of the value map.
 
@@ -178,15 +154,14 @@ class DeformablePointAttention(BaseModule):
         B, N, C = x.shape
         H, W = queries.hw
         h, P = self.num_heads, self.num_points
-        value = self.v(x[:, N - H * W:]).view(B, H * W, h, C // h).transpose(1, 2)
+        value = self.v(x[:, N - H * W:]).view(B, H * W, h, C // h)
         ref = queries.query_xy(q.device, q.dtype)  # (T, 2)
         xy = ref[:, None, None] + self.offsets(q).view(-1, h, P, 2)
         if self.training and self.offset_grad_scale != 1.0:
             xy = _ScaleGrad.apply(xy, self.offset_grad_scale)
         weights = self.attn_drop(self.attn_weight(q).view(-1, h, P).softmax(-1))
-        out = deformable_point_sample(value, queries.to_padded(xy), queries.to_padded(weights),
-                                      (H, W))
-        return self.proj_drop(self.proj(queries.from_padded(out)))
+        out = deform_point_attn(value, xy, weights, queries.lengths, (H, W))
+        return self.proj_drop(self.proj(out))
 
     def macs(self, num_inputs, num_queries, hw):
         C, h, P = self.embed_dims, self.num_heads, self.num_points

@@ -1,0 +1,80 @@
+"""Compiled sparse-query deformable point attention against the grid_sample reference."""
+import pytest
+import torch
+
+from vtpack_mm.ops import deform_point_attn, deform_point_attn_reference, use_kernels
+
+
+def make_case(lengths, H, W, heads, d, P, seed, dtype=torch.float64, spread=2.0):
+    g = torch.Generator().manual_seed(seed)
+    B, T = len(lengths), sum(lengths)
+    value = torch.randn(B, H * W, heads, d, generator=g, dtype=dtype)
+    # locations over and around the map: some points fall outside and read zeros
+    lo = torch.tensor([-spread, -spread], dtype=dtype)
+    hi = torch.tensor([W - 1 + spread, H - 1 + spread], dtype=dtype)
+    xy = lo + (hi - lo) * torch.rand(T, heads, P, 2, generator=g, dtype=dtype)
+    weights = torch.randn(T, heads, P, generator=g, dtype=dtype).softmax(-1)
+    return value, xy, weights
+
+
+def grads(fn, value, xy, weights, lengths, hw):
+    inputs = [t.detach().clone().requires_grad_() for t in (value, xy, weights)]
+    out = fn(*inputs, lengths, hw)
+    loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+    return [out.detach()] + list(torch.autograd.grad(loss, inputs))
+
+
+@pytest.mark.parametrize('lengths,H,W,heads,d,P', [
+    ([7], 5, 6, 1, 8, 4),
+    ([3, 11, 1], 7, 4, 2, 5, 4),  # odd channels, a different number of queries per image
+    ([20, 9], 9, 13, 5, 3, 2),
+    ([4], 1, 1, 3, 1, 1),  # a 1x1 map
+])
+def test_kernel_equals_reference_fp64(lengths, H, W, heads, d, P):
+    value, xy, weights = make_case(lengths, H, W, heads, d, P, seed=H * W)
+    with use_kernels(True):
+        got = grads(deform_point_attn, value, xy, weights, lengths, (H, W))
+    want = grads(deform_point_attn_reference, value, xy, weights, lengths, (H, W))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_integer_locations_read_tokens():
+    # a point exactly on a token centre reads that token's value
+    value, _, _ = make_case([1], 3, 4, 1, 2, 1, 0)
+    xy = torch.tensor([[[[2.0, 1.0]]]], dtype=torch.float64)
+    w = torch.ones(1, 1, 1, dtype=torch.float64)
+    with use_kernels(True):
+        out = deform_point_attn(value, xy, w, [1], (3, 4))
+    torch.testing.assert_close(out[0], value[0, 1 * 4 + 2, 0])
+
+
+def test_gradcheck_double():
+    lengths = [2, 3]
+    value, xy, weights = make_case(lengths, 4, 5, 2, 3, 2, 7)
+    inputs = [t.requires_grad_() for t in (value, xy, weights)]
+    with use_kernels(True):
+        assert torch.autograd.gradcheck(
+            lambda v, p, w: deform_point_attn(v, p, w, lengths, (4, 5)), inputs)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_low_precision_close_to_fp64(dtype):
+    lengths = [6, 2]
+    value, xy, weights = make_case(lengths, 6, 7, 2, 8, 4, 3)
+    want = deform_point_attn_reference(value, xy, weights, lengths, (6, 7))
+    with use_kernels(True):
+        got = deform_point_attn(value.to(dtype), xy.to(dtype), weights.to(dtype), lengths,
+                                (6, 7))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=5e-2)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, **tol)
+
+
+def test_bad_shapes_are_named():
+    value, xy, weights = make_case([2], 3, 3, 2, 4, 2, 0, dtype=torch.float32)
+    batch = torch.zeros(2, dtype=torch.long)
+    with pytest.raises(RuntimeError, match=r'value must be \(B, 4 \* 4'):
+        torch.ops.vtpack_mm.deform_point_attn_forward(value, xy, weights, batch, 4, 4)
+    with pytest.raises(RuntimeError, match='image 3 out of range'):
+        torch.ops.vtpack_mm.deform_point_attn_forward(value, xy, weights, batch + 3, 3, 3)

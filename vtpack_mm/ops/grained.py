@@ -1,0 +1,82 @@
+"""Grained pooling and un-pooling with the compiled kernels (``ops/csrc``).
+
+A query is one row of ``meta`` (T, 5) int64: image, top row, left column, granularity
+phi and branch (phi = 0: an extra token, whose index is in the row column). ``t2q``
+(K, B, N) is the query every token takes its delta from, per branch; a value outside
+[0, T) means none. The pure-PyTorch reference is :class:`vtpack_mm.dge.GrainedQueries`'s
+own pooling (the dispatcher there picks one or the other).
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def patch_counts(meta: Tensor, hw: Tuple[int, int]) -> Tensor:
+    """(T,) number of valid positions in every query's patch (1 for extra tokens)."""
+    H, W = hw
+    y0, x0, phi = meta[:, 1], meta[:, 2], meta[:, 3]
+    rows = torch.minimum(y0 + phi, torch.full_like(y0, H)) - y0
+    cols = torch.minimum(x0 + phi, torch.full_like(x0, W)) - x0
+    return torch.where(phi > 0, rows * cols, torch.ones_like(phi))
+
+
+class GrainedPoolFunction(torch.autograd.Function):
+    """(B, N, C) tokens -> (T, C) patch means; the gradient goes back by a gather."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, meta: Tensor, t2q: Tensor, inv_count: Tensor,
+                hw: Tuple[int, int], num_extra: int) -> Tensor:
+        ctx.save_for_backward(t2q, inv_count)
+        return torch.ops.vtpack_mm.grained_patch_reduce(x.contiguous(), meta, None, hw[0],
+                                                        hw[1], num_extra, True)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        t2q, inv_count = ctx.saved_tensors
+        grad_x = torch.ops.vtpack_mm.grained_token_gather(
+            grad.contiguous(), t2q, None, inv_count.to(grad.dtype), None)
+        return grad_x, None, None, None, None, None
+
+
+class GrainedUnpoolFunction(torch.autograd.Function):
+    """x + the gated delta of every token's query, per branch; (B, N, C), (T, C)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
+                meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
+        ctx.save_for_backward(delta, t2q, gate, meta)
+        ctx.geometry = (hw, num_extra)
+        return torch.ops.vtpack_mm.grained_token_gather(delta, t2q, gate, None, x)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        delta, t2q, gate, meta = ctx.saved_tensors
+        (H, W), num_extra = ctx.geometry
+        grad = grad.contiguous()
+        grad_delta = grad_gate = None
+        if ctx.needs_input_grad[1]:
+            grad_delta = torch.ops.vtpack_mm.grained_patch_reduce(grad, meta, gate, H, W,
+                                                                  num_extra, False)
+        if gate is not None and ctx.needs_input_grad[3]:
+            grad_gate = torch.ops.vtpack_mm.grained_token_dot(delta, t2q, grad)
+        return grad, grad_delta, None, grad_gate, None, None, None
+
+
+def grained_pool(x: Tensor, meta: Tensor, t2q: Tensor, inv_count: Tensor,
+                 hw: Tuple[int, int], num_extra: int) -> Tensor:
+    """(B, N, C) -> (T, C): the mean of every query's valid positions (compiled)."""
+    return GrainedPoolFunction.apply(x, meta, t2q, inv_count.to(x.dtype), tuple(hw),
+                                     num_extra)
+
+
+def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
+                   meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
+    """(B, N, C), (T, C) -> x + sum_k gate_k * delta[t2q_k] (compiled)."""
+    dtype = torch.result_type(x, delta)
+    gate = gate.to(dtype).contiguous() if gate is not None else None
+    return GrainedUnpoolFunction.apply(x.to(dtype).contiguous(), delta.to(dtype).contiguous(),
+                                       t2q, gate, meta, tuple(hw), num_extra)
