@@ -32,7 +32,9 @@ def ext_modules():
     sources = sorted(glob.glob(os.path.join(csrc, 'pytorch', '*.cpp')) +
                      glob.glob(os.path.join(csrc, 'pytorch', 'cpu', '*.cpp')))
     ext = CppExtension('vtpack_mm._ext', sources, include_dirs=[os.path.abspath(csrc)],
-                       extra_compile_args=['-O3'])
+                       # at::parallel_for is OpenMP inline code: without -fopenmp the
+                       # kernels would run on one thread
+                       extra_compile_args=['-O3', '-fopenmp'], extra_link_args=['-fopenmp'])
     return [ext], dict(build_ext=BuildExtension.with_options(use_ninja=True))
 
 

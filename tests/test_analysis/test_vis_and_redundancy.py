@@ -123,3 +123,16 @@ def test_benchmark_latency_cli(model, tmp_path):
     variants = {'vanilla', 'dge', 'dge-finest'} | ({'mmdet'} if model == 'pvt' else set())
     assert set(res['batches']['1']['stats']) == variants
     assert abs(res['calibration_beta'] - 0.6) < 0.1
+
+
+def test_benchmark_ops_cli(tmp_path):
+    import json
+    run_tool('analysis_tools/benchmark_ops.py', '--size', '64', '96', '--stages', '0', '3',
+             '--warmup', '0', '--repeats', '2', '--out', tmp_path / 'r.json')
+    res = json.loads((tmp_path / 'r.json').read_text())
+    assert set(res['stages']) == {'1', '4'}
+    stage = res['stages']['1']
+    assert stage['hw'] == [16, 24] and 0 < stage['beta'] <= 1
+    assert set(stage['deform']['stats']) == {'kernel', 'reference', 'mmcv'}
+    assert set(stage['pool']['stats']) == {'kernel', 'reference', 'index_add'}
+    assert 0 < stage['overhead_share'] < 1

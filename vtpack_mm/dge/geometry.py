@@ -75,7 +75,10 @@ class RegionGeometry:
         pos_region (HW,): region index of each valid position (row-major).
         pos_patch (K, HW): patch index of each position at each granularity (-1 for phi=0).
         patch_region (P,), patch_k (P,), patch_valid (P,): the patch list.
-        patch_rank (P,): index of each valid patch among all valid patches (-1 if invalid).
+        patch_order (P,), patch_order_inv (P,): the patch list sorted region by region
+            (stable), and its inverse.
+        patch_rank (P,): index of each valid patch among all valid patches in that
+            region-major order (-1 if invalid).
         patch_src (P,): index of each valid patch in its granularity's grid of valid
             patches (ceil(H / phi) x ceil(W / phi), row-major), -1 if invalid.
         levels: per positive granularity, its index k, phi, the offset and count of its
@@ -128,8 +131,12 @@ class RegionGeometry:
         self.patch_region = torch.cat(patch_region)
         self.patch_k = torch.cat(patch_k)
         self.patch_valid = torch.cat(patch_valid)
-        self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
-                                      torch.full_like(self.patch_k, -1))
+        # queries are numbered region by region (raster order of regions), so that the
+        # patches of neighbouring queries sit close together in memory
+        self.patch_order = torch.sort(self.patch_region, stable=True).indices
+        self.patch_order_inv = torch.argsort(self.patch_order)
+        rank = (self.patch_valid[self.patch_order].cumsum(0) - 1)[self.patch_order_inv]
+        self.patch_rank = torch.where(self.patch_valid, rank, torch.full_like(self.patch_k, -1))
         self.num_valid_patches = int(self.patch_valid.sum())
 
         R, K = self.num_regions, len(phis)

@@ -254,8 +254,10 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     device = choice.device
     # (B, P): patch is a query if valid and its region chose its granularity
     sel = geo.patch_valid & (choice.index_select(1, geo.patch_region) == geo.patch_k)
-    rank = sel.cumsum(1)
-    lengths = rank[:, -1] + E
+    # query numbers follow the region-major patch order (see RegionGeometry.patch_order)
+    rank_o = sel.index_select(1, geo.patch_order).cumsum(1)
+    rank = rank_o.index_select(1, geo.patch_order_inv)
+    lengths = rank_o[:, -1] + E
     qid_patch = _offsets(lengths).unsqueeze(1) + E + rank - 1
     k_pos = choice.index_select(1, geo.pos_region)  # (B, HW)
     pid = geo.pos_patch.gather(0, k_pos)  # (B, HW)

@@ -28,14 +28,16 @@ class GrainedPoolFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, meta: Tensor, t2q: Tensor, inv_count: Tensor,
                 hw: Tuple[int, int], num_extra: int) -> Tensor:
-        ctx.save_for_backward(t2q, inv_count)
+        # index tensors are not differentiable: kept on ctx (they may come from a layout
+        # built under inference mode)
+        ctx.t2q, ctx.inv_count = t2q, inv_count
         return torch.ops.vtpack_mm.grained_patch_reduce(x.contiguous(), meta, None, hw[0],
                                                         hw[1], num_extra, True)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        t2q, inv_count = ctx.saved_tensors
+        t2q, inv_count = ctx.t2q, ctx.inv_count
         grad_x = torch.ops.vtpack_mm.grained_token_gather(
             grad.contiguous(), t2q, None, inv_count.to(grad.dtype), None)
         return grad_x, None, None, None, None, None
@@ -47,14 +49,15 @@ class GrainedUnpoolFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
                 meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
-        ctx.save_for_backward(delta, t2q, gate, meta)
-        ctx.geometry = (hw, num_extra)
+        ctx.save_for_backward(delta, gate)
+        ctx.t2q, ctx.meta, ctx.geometry = t2q, meta, (hw, num_extra)
         return torch.ops.vtpack_mm.grained_token_gather(delta, t2q, gate, None, x)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        delta, t2q, gate, meta = ctx.saved_tensors
+        delta, gate = ctx.saved_tensors
+        t2q, meta = ctx.t2q, ctx.meta
         (H, W), num_extra = ctx.geometry
         grad = grad.contiguous()
         grad_delta = grad_gate = None

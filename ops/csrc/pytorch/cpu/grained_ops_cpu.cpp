@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../../common/cpu_checks.h"
+#include "../../common/grained_kernels.h"
 
 namespace vtpack_mm {
 namespace {
@@ -19,6 +20,24 @@ namespace {
 template <typename scalar_t>
 const scalar_t* optional_data(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
+}
+
+// Every query row must name an image, a position inside the map (or an extra token) and,
+// when a gate is given (K >= 0), one of its K branches.
+void validate_meta(const at::Tensor& meta, int64_t B, int64_t H, int64_t W, int64_t E,
+                   int64_t K) {
+  const int64_t* m = meta.data_ptr<int64_t>();
+  for (int64_t t = 0; t < meta.size(0); ++t, m += 5) {
+    const int64_t b = m[0], y0 = m[1], x0 = m[2], phi = m[3], k = m[4];
+    TORCH_CHECK(b >= 0 && b < B, "query ", t, ": image ", b, " out of range");
+    TORCH_CHECK(K < 0 || (k >= 0 && k < K), "query ", t, ": branch ", k, " out of range");
+    if (phi == 0) {
+      TORCH_CHECK(y0 >= 0 && y0 < E, "query ", t, ": extra token ", y0, " out of range");
+    } else {
+      TORCH_CHECK(phi > 0 && y0 >= 0 && y0 < H && x0 >= 0 && x0 < W, "query ", t,
+                  ": patch at (", y0, ", ", x0, ") is outside the ", H, "x", W, " map");
+    }
+  }
 }
 
 at::Tensor grained_patch_reduce_cpu(const at::Tensor& x, const at::Tensor& meta,
@@ -38,6 +57,7 @@ at::Tensor grained_patch_reduce_cpu(const at::Tensor& x, const at::Tensor& meta,
                 "gate must be (B, N, K), got ", gate->sizes());
     K = gate->size(2);
   }
+  validate_meta(meta, B, H, W, num_extra, gate.has_value() ? K : -1);
   auto out = at::empty({T, C}, x.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(),
                                   "grained_patch_reduce_cpu", [&] {
@@ -46,37 +66,10 @@ at::Tensor grained_patch_reduce_cpu(const at::Tensor& x, const at::Tensor& meta,
     const scalar_t* gp = optional_data<scalar_t>(gate);
     const int64_t* mp = meta.data_ptr<int64_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, T, 16, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, T, 16, [=](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(C);
-      for (int64_t t = begin; t < end; ++t) {
-        const int64_t* m = mp + t * 5;
-        const int64_t b = m[0], y0 = m[1], x0 = m[2], phi = m[3], k = m[4];
-        TORCH_CHECK(b >= 0 && b < B, "query ", t, ": image ", b, " out of range");
-        TORCH_CHECK(!gp || (k >= 0 && k < K), "query ", t, ": branch ", k, " out of range");
-        std::fill(acc.begin(), acc.end(), acc_t(0));
-        auto add = [&](int64_t n) {
-          const scalar_t* row = xp + (b * N + n) * C;
-          const acc_t w = gp ? acc_t(gp[(b * N + n) * K + k]) : acc_t(1);
-          for (int64_t c = 0; c < C; ++c) acc[c] += w * acc_t(row[c]);
-        };
-        int64_t count = 1;
-        if (phi == 0) {  // an extra token: token y0
-          TORCH_CHECK(y0 >= 0 && y0 < num_extra, "query ", t, ": extra token ", y0,
-                      " out of range");
-          add(y0);
-        } else {
-          TORCH_CHECK(y0 >= 0 && y0 < H && x0 >= 0 && x0 < W, "query ", t, ": patch at (",
-                      y0, ", ", x0, ") is outside the ", H, "x", W, " map");
-          const int64_t y1 = std::min(y0 + phi, H), x1 = std::min(x0 + phi, W);
-          for (int64_t y = y0; y < y1; ++y) {
-            for (int64_t xx = x0; xx < x1; ++xx) add(num_extra + y * W + xx);
-          }
-          count = (y1 - y0) * (x1 - x0);
-        }
-        const acc_t scale = average ? acc_t(1) / acc_t(count) : acc_t(1);
-        scalar_t* dst = op + t * C;
-        for (int64_t c = 0; c < C; ++c) dst[c] = scalar_t(acc[c] * scale);
-      }
+      patch_reduce_rows<scalar_t, acc_t>(xp, mp, gp, op, acc.data(), begin, end, N, C, H, W,
+                                         num_extra, K, average);
     });
   });
   return out;
@@ -116,25 +109,10 @@ at::Tensor grained_token_gather_cpu(const at::Tensor& src, const at::Tensor& t2q
     const scalar_t* cp = optional_data<scalar_t>(scale);
     const scalar_t* bp = optional_data<scalar_t>(base);
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B * N, 64, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, B * N, 256, [=](int64_t begin, int64_t end) {
       std::vector<acc_t> acc(C);
-      for (int64_t i = begin; i < end; ++i) {
-        if (bp) {
-          for (int64_t c = 0; c < C; ++c) acc[c] = acc_t(bp[i * C + c]);
-        } else {
-          std::fill(acc.begin(), acc.end(), acc_t(0));
-        }
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t t = ip[k * B * N + i];
-          if (t < 0 || t >= T) continue;
-          acc_t w = gp ? acc_t(gp[i * K + k]) : acc_t(1);
-          if (cp) w *= acc_t(cp[t]);
-          const scalar_t* row = sp + t * C;
-          for (int64_t c = 0; c < C; ++c) acc[c] += w * acc_t(row[c]);
-        }
-        scalar_t* dst = op + i * C;
-        for (int64_t c = 0; c < C; ++c) dst[c] = scalar_t(acc[c]);
-      }
+      token_gather_rows<scalar_t, acc_t>(sp, ip, gp, cp, bp, op, acc.data(), begin, end,
+                                         B * N, T, C, K);
     });
   });
   return out;
@@ -156,19 +134,8 @@ at::Tensor grained_token_dot_cpu(const at::Tensor& src, const at::Tensor& t2q,
     const int64_t* ip = t2q.data_ptr<int64_t>();
     const scalar_t* ot = other.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-    at::parallel_for(0, B * N, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        for (int64_t k = 0; k < K; ++k) {
-          const int64_t t = ip[k * B * N + i];
-          acc_t s = 0;
-          if (t >= 0 && t < T) {
-            const scalar_t* row = sp + t * C;
-            const scalar_t* o = ot + i * C;
-            for (int64_t c = 0; c < C; ++c) s += acc_t(row[c]) * acc_t(o[c]);
-          }
-          op[i * K + k] = scalar_t(s);
-        }
-      }
+    at::parallel_for(0, B * N, 256, [=](int64_t begin, int64_t end) {
+      token_dot_rows<scalar_t, acc_t>(sp, ip, ot, op, begin, end, B * N, T, C, K);
     });
   });
   return out;
