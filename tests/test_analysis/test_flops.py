@@ -73,3 +73,14 @@ def test_get_flops_on_images(tmp_path):
     assert res['static'] > res['backbone_static'] > 0
     assert abs(res['analytic_backbone'] - res['mmengine_backbone']) / res['mmengine_backbone'] < 0.01
     assert len(res['layers']) == 8
+
+
+def test_compiled_deformable_op_is_counted_like_its_reference():
+    from vtpack_mm.ops import use_kernels
+    model = vtpack_mm.DPVT(arch='tiny', dge_cfg=dict(granularities=(1, 2, 4))).eval()
+    x = torch.randn(1, 3, 96, 128)
+    counts = []
+    for kernels in (True, False):
+        with use_kernels(kernels), torch.no_grad():
+            counts.append(count_flops(model, (x, )))
+    assert counts[0] == counts[1]
