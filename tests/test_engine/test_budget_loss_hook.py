@@ -152,8 +152,9 @@ def test_budget_hook_under_ddp_with_gloo(tmp_path):
     script = tmp_path / 'ddp.py'
     script.write_text(DIST_SCRIPT.format(tests=os.path.dirname(__file__), work=str(tmp_path / 'w')))
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    # --standalone: torchrun picks a free port (a fixed one can collide with another run)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-           '--master_port', str(29900 + os.getpid() % 90), str(script)]
+           '--standalone', str(script)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     out = res.stdout

@@ -112,8 +112,9 @@ def test_cpu_distributed_training_with_two_processes(tmp_path):
     (tmp_path / 'toy.py').write_text(TOY_CONFIG)
     env = dict(os.environ, PYTHONPATH=f'{tmp_path}{os.pathsep}{ROOT}', CUDA_VISIBLE_DEVICES='',
                OMP_NUM_THREADS='1')
+    # --standalone: torchrun picks a free port (a fixed one can collide with another run)
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-           '--master_port', str(29600 + os.getpid() % 300), os.path.join(ROOT, 'tools', 'train.py'),
+           '--standalone', os.path.join(ROOT, 'tools', 'train.py'),
            str(tmp_path / 'toy.py'), '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'w')]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -69,20 +69,19 @@ class RegionGeometry:
     The map is padded bottom-right to whole regions. For granularity ``phi`` the padded map
     is tiled by ``phi x phi`` patches; a patch with no valid (unpadded) position is invalid
     and never becomes a query. Patches of all granularities are numbered in one list,
-    granularity by granularity, each in raster order.
+    region by region (raster order of regions), granularity by granularity inside a region.
 
     Attributes (tensors on ``device``):
         pos_region (HW,): region index of each valid position (row-major).
         pos_patch (K, HW): patch index of each position at each granularity (-1 for phi=0).
-        patch_region (P,), patch_k (P,), patch_valid (P,): the patch list.
-        patch_order (P,), patch_order_inv (P,): the patch list sorted region by region
-            (stable), and its inverse.
-        patch_rank (P,): index of each valid patch among all valid patches in that
-            region-major order (-1 if invalid).
+        patch_region, patch_k, patch_valid (P,): the patch list: each patch's region,
+            granularity index and whether it holds a valid position.
+        patch_level, patch_phi, patch_y0, patch_x0 (P,): its index in ``levels``, its
+            granularity and its top-left position.
         patch_src (P,): index of each valid patch in its granularity's grid of valid
             patches (ceil(H / phi) x ceil(W / phi), row-major), -1 if invalid.
-        levels: per positive granularity, its index k, phi, the offset and count of its
-            patches in the list, its grid size and its valid grid size.
+        patch_rank (P,): index of each valid patch among all valid patches (-1 if invalid).
+        levels: per positive granularity, its index k, phi and its valid grid size.
         region_queries (R, K): valid patches per region at each granularity.
     """
 
@@ -106,8 +105,8 @@ class RegionGeometry:
         ww = torch.arange(W, **kw).repeat(H)
         self.pos_region = (hh // Sh) * Rw + ww // Sw
 
-        pos_patch, patch_region, patch_k, patch_valid, patch_src = [], [], [], [], []
-        self.levels = []  # one per positive granularity: where its patches sit in the list
+        pos_patch, cols = [], dict(region=[], k=[], level=[], valid=[], src=[], y0=[], x0=[])
+        self.levels = []  # one per positive granularity
         base = 0
         for k, phi in enumerate(phis):
             if phi == 0:
@@ -119,24 +118,30 @@ class RegionGeometry:
             gy = torch.arange(gh, **kw).repeat_interleave(gw)
             gx = torch.arange(gw, **kw).repeat(gh)
             valid = (gy < vh) & (gx < vw)
-            patch_region.append((gy * phi // Sh) * Rw + gx * phi // Sw)
-            patch_k.append(torch.full((gh * gw,), k, **kw))
-            patch_valid.append(valid)
-            patch_src.append(torch.where(valid, gy * vw + gx, torch.full_like(gy, -1)))
-            self.levels.append(dict(k=k, phi=phi, base=base, count=gh * gw, grid=(gh, gw),
-                                    valid_hw=(vh, vw)))
+            cols['region'].append((gy * phi // Sh) * Rw + gx * phi // Sw)
+            cols['k'].append(torch.full((gh * gw,), k, **kw))
+            cols['level'].append(torch.full((gh * gw,), len(self.levels), **kw))
+            cols['valid'].append(valid)
+            cols['src'].append(torch.where(valid, gy * vw + gx, torch.full_like(gy, -1)))
+            cols['y0'].append(gy * phi)
+            cols['x0'].append(gx * phi)
+            self.levels.append(dict(k=k, phi=phi, valid_hw=(vh, vw)))
             base += gh * gw
-        self.pos_patch = torch.stack(pos_patch)
-        self.patch_src = torch.cat(patch_src)
-        self.patch_region = torch.cat(patch_region)
-        self.patch_k = torch.cat(patch_k)
-        self.patch_valid = torch.cat(patch_valid)
-        # queries are numbered region by region (raster order of regions), so that the
-        # patches of neighbouring queries sit close together in memory
-        self.patch_order = torch.sort(self.patch_region, stable=True).indices
-        self.patch_order_inv = torch.argsort(self.patch_order)
-        rank = (self.patch_valid[self.patch_order].cumsum(0) - 1)[self.patch_order_inv]
-        self.patch_rank = torch.where(self.patch_valid, rank, torch.full_like(self.patch_k, -1))
+        # The patch list is ordered region by region (raster order of regions; inside a
+        # region, granularity by granularity, raster order): queries are numbered in this
+        # order, so the patches of neighbouring queries sit close together in memory.
+        order = torch.sort(torch.cat(cols['region']), stable=True).indices
+        new_index = torch.empty_like(order)
+        new_index[order] = torch.arange(order.numel(), **kw)
+        pos_patch = torch.stack(pos_patch)
+        self.pos_patch = torch.where(pos_patch >= 0, new_index[pos_patch.clamp(min=0)],
+                                     pos_patch)
+        for name, parts in cols.items():
+            setattr(self, 'patch_' + name, torch.cat(parts)[order])
+        self.patch_phi = torch.tensor([lv['phi'] for lv in self.levels],
+                                      **kw)[self.patch_level]
+        self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
+                                      torch.full_like(self.patch_k, -1))
         self.num_valid_patches = int(self.patch_valid.sum())
 
         R, K = self.num_regions, len(phis)

@@ -98,18 +98,15 @@ class DenseQueries(QueryLayout):
         return xy.repeat(self.batch_size, 1)
 
 
-class LevelPlan(NamedTuple):
-    """The queries of one granularity: patch ``patch`` (raster index in the level's
-    ``? x grid_w`` grid) of image ``image`` becomes query ``dest``; ``src`` is its row in the
-    level's pooled map (B * ceil(H/phi) * ceil(W/phi) rows); ``branch`` is its un-pooling
-    branch."""
-    phi: int
-    grid_w: int
-    branch: int
+class ChosenPatches(NamedTuple):
+    """The map queries: patch ``patch`` (index in the geometry's patch list) of image
+    ``image`` becomes query ``dest``; in dense mode (``branch_is_level``) a query
+    un-pools through its granularity's branch, in sparse mode through the only one."""
+    geo: RegionGeometry
     image: Tensor
     patch: Tensor
-    src: Tensor
     dest: Tensor
+    branch_is_level: bool
 
 
 class GrainedQueries(QueryLayout):
@@ -121,7 +118,7 @@ class GrainedQueries(QueryLayout):
             gets its delta from; ``num_queries`` (a zero row) for tokens of skipped regions.
         lengths: queries per image.
         hw, num_extra: as in :class:`QueryLayout`.
-        plan: a :class:`LevelPlan` per positive granularity.
+        chosen: the :class:`ChosenPatches` that become map queries.
         extra_dest: (B * E,) query index of every extra token (image after image).
         token_gate: (B, N, Kb) or None. Multiplies each branch's delta at un-pooling:
             the straight-through gate in training, None at inference (all ones).
@@ -129,7 +126,7 @@ class GrainedQueries(QueryLayout):
     """
 
     def __init__(self, token_to_query: Tensor, lengths: List[int], hw: Tuple[int, int],
-                 num_extra: int, plan: List[LevelPlan], extra_dest: Tensor,
+                 num_extra: int, chosen: ChosenPatches, extra_dest: Tensor,
                  token_gate: Optional[Tensor] = None, region_choice: Optional[Tensor] = None,
                  has_dump: bool = False):
         self.token_to_query = token_to_query
@@ -137,32 +134,44 @@ class GrainedQueries(QueryLayout):
         self.lengths = list(lengths)
         self.hw = hw
         self.num_extra = num_extra
-        self.plan = plan
+        self.chosen = chosen
         self.extra_dest = extra_dest
         self.token_gate = token_gate
         self.region_choice = region_choice
         self.has_dump = has_dump
         self._meta = None
 
+    def plan(self):
+        """Per positive granularity ``(phi, src, dest)``: rows ``src`` of that granularity's
+        pooled map (B * ceil(H/phi) * ceil(W/phi) rows, image after image) become queries
+        ``dest`` (the reference pooling's gather)."""
+        geo, image, patch, dest, _ = self.chosen
+        level = geo.patch_level[patch]
+        for j, lv in enumerate(geo.levels):
+            m = level == j
+            vh, vw = lv['valid_hw']
+            yield lv['phi'], image[m] * (vh * vw) + geo.patch_src[patch[m]], dest[m]
+
     def meta(self) -> Tensor:
         """(T, 5) int64 rows (image, y0, x0, phi, branch) of the compiled ops; extra tokens
         have phi = 0 and their index in the y0 column."""
         if self._meta is None:
-            device = self.token_to_query.device
-            meta = torch.zeros(self.num_queries, 5, dtype=torch.long, device=device)
-            for lv in self.plan:
-                rows = torch.stack([lv.image, lv.patch // lv.grid_w * lv.phi,
-                                    lv.patch % lv.grid_w * lv.phi,
-                                    torch.full_like(lv.image, lv.phi),
-                                    torch.full_like(lv.image, lv.branch)], 1)
-                meta.index_copy_(0, lv.dest, rows)
+            geo, image, patch, dest, branch_is_level = self.chosen
+            device = image.device
+            branch = geo.patch_level[patch] if branch_is_level else torch.zeros_like(patch)
+            rows = torch.stack([image, geo.patch_y0[patch], geo.patch_x0[patch],
+                                geo.patch_phi[patch], branch], 1)
             E = self.num_extra
-            if E:
-                B = self.batch_size
-                extra = torch.zeros(B * E, 5, dtype=torch.long, device=device)
-                extra[:, 0] = torch.arange(B, device=device).repeat_interleave(E)
-                extra[:, 1] = torch.arange(E, device=device).repeat(B)
-                meta.index_copy_(0, self.extra_dest, extra)
+            if not E:  # map queries only, already in query order
+                self._meta = rows
+                return rows
+            meta = torch.empty(self.num_queries, 5, dtype=torch.long, device=device)
+            meta.index_copy_(0, dest, rows)
+            B = self.batch_size
+            extra = torch.zeros(B * E, 5, dtype=torch.long, device=device)
+            extra[:, 0] = torch.arange(B, device=device).repeat_interleave(E)
+            extra[:, 1] = torch.arange(E, device=device).repeat(B)
+            meta.index_copy_(0, self.extra_dest, extra)
             self._meta = meta
         return self._meta
 
@@ -188,7 +197,7 @@ class GrainedQueries(QueryLayout):
         tokens = x[:, E:]
         out = x.new_zeros(self.num_queries, C)
         fmap = None
-        for phi, _, _, _, _, src, dest in self.plan:
+        for phi, src, dest in self.plan():
             if src.numel() == 0:
                 continue
             if phi == 1:
@@ -254,10 +263,8 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     device = choice.device
     # (B, P): patch is a query if valid and its region chose its granularity
     sel = geo.patch_valid & (choice.index_select(1, geo.patch_region) == geo.patch_k)
-    # query numbers follow the region-major patch order (see RegionGeometry.patch_order)
-    rank_o = sel.index_select(1, geo.patch_order).cumsum(1)
-    rank = rank_o.index_select(1, geo.patch_order_inv)
-    lengths = rank_o[:, -1] + E
+    rank = sel.cumsum(1)
+    lengths = rank[:, -1] + E
     qid_patch = _offsets(lengths).unsqueeze(1) + E + rank - 1
     k_pos = choice.index_select(1, geo.pos_region)  # (B, HW)
     pid = geo.pos_patch.gather(0, k_pos)  # (B, HW)
@@ -269,21 +276,17 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     extra = _offsets(lengths).unsqueeze(1) + torch.arange(E, device=device)
     if E:
         t2q = torch.cat([extra, t2q], 1)
-    plan = []
-    for level in geo.levels:
-        part = slice(level['base'], level['base'] + level['count'])
-        b, p = sel[:, part].nonzero(as_tuple=True)
-        vh, vw = level['valid_hw']
-        src = b * (vh * vw) + geo.patch_src[part][p]
-        plan.append(LevelPlan(level['phi'], level['grid'][1], 0, b, p, src,
-                              qid_patch[:, part][b, p]))
+    # chosen patches in (image, patch-list) order, which is the query order
+    b, p = sel.nonzero(as_tuple=True)
+    dest = qid_patch[b, p] if E else torch.arange(b.numel(), device=device)
+    chosen = ChosenPatches(geo, b, p, dest, False)
     token_gate = None
     if region_gate is not None:
         token_gate = region_gate.index_select(1, geo.pos_region)
         if E:
             token_gate = torch.cat([token_gate.new_ones(B, E), token_gate], 1)
         token_gate = token_gate.unsqueeze(-1)
-    return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, plan, extra.flatten(),
+    return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, chosen, extra.flatten(),
                           token_gate, region_choice=choice, has_dump=geo.has_skip)
 
 
@@ -298,17 +301,10 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
     device = region_gate.device
     L = E + geo.num_valid_patches
     base = (torch.arange(B, device=device) * L).view(B, 1)
-    images = torch.arange(B, device=device).view(B, 1)
-    plan = []
-    for branch, level in enumerate(geo.levels):
-        part = slice(level['base'], level['base'] + level['count'])
-        p = geo.patch_valid[part].nonzero()[:, 0]
-        vh, vw = level['valid_hw']
-        b = images.expand(B, p.numel()).flatten()
-        p = p.repeat(B)
-        src = b * (vh * vw) + geo.patch_src[part][p]
-        dest = b * L + E + geo.patch_rank[part][p]
-        plan.append(LevelPlan(level['phi'], level['grid'][1], branch, b, p, src, dest))
+    valid = geo.patch_valid.nonzero()[:, 0]
+    b = torch.arange(B, device=device).repeat_interleave(valid.numel())
+    p = valid.repeat(B)
+    chosen = ChosenPatches(geo, b, p, b * L + E + geo.patch_rank[p], True)
     branches, gates = [], []
     for k, phi in enumerate(geo.granularities):
         if phi == 0:
@@ -324,6 +320,6 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
         branches.append(t2q)
         gates.append(g)
     extra_dest = (base + torch.arange(E, device=device)).flatten()
-    return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E, plan, extra_dest,
+    return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E, chosen, extra_dest,
                           torch.stack(gates, -1), region_choice=choice,
                           has_dump=bool(E) and len(branches) > 1)
