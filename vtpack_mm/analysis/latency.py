@@ -13,8 +13,8 @@ def _sync(device):
 
 def time_variants(variants: Dict[str, Callable[[], object]], warmup: int = 2,
                   repeats: int = 7, device='cpu', grad: bool = False) -> Dict[str, List[float]]:
-    """Seconds per call of each variant, measured round-robin so that drifts of the
-    machine (thermal, other load) hit every variant alike. Under ``torch.inference_mode``
+    """Seconds per call of each variant, measured round-robin (the starting variant
+    rotating) so that drifts of the machine (thermal, other load) hit every variant alike. Under ``torch.inference_mode``
     unless ``grad`` (for variants that run a backward pass)."""
     with torch.inference_mode(not grad):
         return _time_round_robin(variants, warmup, repeats, device)
@@ -26,8 +26,12 @@ def _time_round_robin(variants, warmup, repeats, device):
             fn()
     _sync(device)
     times = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, fn in variants.items():
+    names = list(variants)
+    for r in range(repeats):
+        # each round starts with the next variant, so that none always runs right after
+        # the same one (e.g. after another variant's large allocations were freed)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn = variants[name]
             _sync(device)
             t = time.perf_counter()
             fn()
