@@ -32,12 +32,13 @@ def run(qs, x, delta, gate_param=None, kernels=True):
     return (q.detach(), y.detach()) + grads
 
 
-def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None):
+def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None,
+              dtype=torch.float64):
     phis, region = check_granularities(phis, region)
     g = torch.Generator().manual_seed(seed)
     geo = RegionGeometry((H, W), phis, region)
-    x = torch.randn(B, E + H * W, C, generator=g, dtype=torch.float64)
-    logits = torch.randn(B, geo.num_regions, len(phis), generator=g, dtype=torch.float64)
+    x = torch.randn(B, E + H * W, C, generator=g, dtype=dtype)
+    logits = torch.randn(B, geo.num_regions, len(phis), generator=g, dtype=dtype)
     if choice_rule == 'finest':
         choice = torch.full((B, geo.num_regions), phis.index(min(p for p in phis if p)))
     elif choice_rule == 'coarsest':
@@ -55,7 +56,7 @@ def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None):
         region_gate = gate_param.gather(-1, choice[..., None])[..., 0]
         region_gate = region_gate - region_gate.detach() + 1.0
         qs = sparse_queries(geo, choice, E, region_gate)
-    delta = torch.randn(qs.num_queries, C, generator=g, dtype=torch.float64)
+    delta = torch.randn(qs.num_queries, C, generator=g, dtype=dtype)
     return qs, x, delta, gate_param
 
 
@@ -122,3 +123,14 @@ def test_bad_meta_is_named():
         torch.ops.vtpack_mm.grained_patch_reduce(x, meta, None, 2, 2, 0, True)
     with pytest.raises(RuntimeError, match='must be int64'):
         torch.ops.vtpack_mm.grained_patch_reduce(x, meta.int(), None, 2, 2, 0, True)
+
+
+def test_backend_selection():
+    from vtpack_mm.ops import ext, triton_kernels, use_triton_on_cpu
+    x = torch.zeros(2)
+    assert ext.backend(x) is torch.ops.vtpack_mm
+    with use_kernels(False):
+        assert ext.backend(x) is None  # the PyTorch references
+    with use_triton_on_cpu():
+        assert ext.backend(x) is triton_kernels
+    assert ext.backend(x, torch.zeros(1, device='meta')) is None  # mixed devices

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ext import has_kernel
+from .ext import backend, has_kernel
 
 
 def pad_index(lengths: List[int], device) -> Tensor:
@@ -63,13 +63,13 @@ class DeformPointAttnFunction(torch.autograd.Function):
                 hw: Tuple[int, int]) -> Tensor:
         ctx.save_for_backward(value, xy, weights, batch)
         ctx.hw = hw
-        return torch.ops.vtpack_mm.deform_point_attn_forward(value, xy, weights, batch, *hw)
+        return backend(value).deform_point_attn_forward(value, xy, weights, batch, *hw)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
         value, xy, weights, batch = ctx.saved_tensors
-        gv, gxy, gw = torch.ops.vtpack_mm.deform_point_attn_backward(
+        gv, gxy, gw = backend(grad).deform_point_attn_backward(
             grad.contiguous(), value, xy, weights, batch, *ctx.hw)
         return gv, gxy, gw, None, None
 

@@ -1,7 +1,8 @@
 """The compiled ops library (``vtpack_mm._ext``, built by setup.py from ``ops/csrc``).
 
-Importing it registers the kernels under ``torch.ops.vtpack_mm``. The package works
-without it: every op falls back to its pure-PyTorch reference. ``VTPACK_MM_NO_EXT=1`` in
+Importing it registers the CPU kernels under ``torch.ops.vtpack_mm``; CUDA tensors go to
+the Triton kernels (:mod:`vtpack_mm.ops.triton_kernels`). The package works without
+either: every op falls back to its pure-PyTorch reference. ``VTPACK_MM_NO_EXT=1`` in
 the environment, or :func:`use_kernels` ``(False)``, forces the references.
 """
 import contextlib
@@ -10,7 +11,10 @@ import warnings
 
 import torch
 
-_state = dict(loaded=None, enabled=os.environ.get('VTPACK_MM_NO_EXT') != '1')
+# The Triton (GPU) kernels have only run in Triton's interpreter so far, never on a GPU:
+# CUDA tensors use them only when VTPACK_MM_TRITON=1 (otherwise the PyTorch references).
+_state = dict(loaded=None, enabled=os.environ.get('VTPACK_MM_NO_EXT') != '1',
+              triton_cuda=os.environ.get('VTPACK_MM_TRITON') == '1')
 
 
 def load() -> bool:
@@ -27,11 +31,52 @@ def load() -> bool:
     return _state['loaded']
 
 
+def _triton():
+    """The Triton kernels module, or None where Triton is not installed (tried once)."""
+    if 'triton' not in _state:
+        try:
+            from . import triton_kernels
+            _state['triton'] = triton_kernels
+        except (ImportError, RuntimeError) as e:
+            warnings.warn(f'Triton kernels unavailable ({e}); using the PyTorch references')
+            _state['triton'] = None
+    return _state['triton']
+
+
+def backend(*tensors: torch.Tensor):
+    """The kernels for these tensors: ``torch.ops.vtpack_mm`` (the compiled CPU ops) for
+    CPU tensors, the Triton kernels for CUDA tensors (with ``VTPACK_MM_TRITON=1``); None
+    where none applies (disabled, extension not built, Triton missing, mixed devices).
+    ``use_triton_on_cpu`` sends CPU tensors to the Triton kernels (for tests under
+    ``TRITON_INTERPRET=1``)."""
+    if not _state['enabled'] or not tensors:
+        return None
+    kinds = {t.device.type for t in tensors}
+    if len(kinds) != 1:
+        return None
+    kind = kinds.pop()
+    if kind == 'cpu' and not _state.get('triton_on_cpu'):
+        return torch.ops.vtpack_mm if load() else None
+    if (kind == 'cuda' and _state['triton_cuda']) or kind == 'cpu':
+        return _triton()
+    return None
+
+
 def has_kernel(*tensors: torch.Tensor) -> bool:
-    """Whether a compiled kernel applies to these tensors (CPU, extension built, enabled)."""
-    if not _state['enabled'] or not all(t.device.type == 'cpu' for t in tensors):
-        return False
-    return load()
+    """Whether a kernel of ours applies to these tensors (see :func:`backend`)."""
+    return backend(*tensors) is not None
+
+
+@contextlib.contextmanager
+def use_triton_on_cpu():
+    """Within the block, CPU tensors go to the Triton kernels (run them under
+    ``TRITON_INTERPRET=1``, set before Triton is imported)."""
+    saved = _state.get('triton_on_cpu', False)
+    _state['triton_on_cpu'] = True
+    try:
+        yield
+    finally:
+        _state['triton_on_cpu'] = saved
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .ext import backend
+
 
 def patch_counts(meta: Tensor, hw: Tuple[int, int]) -> Tensor:
     """(T,) number of valid positions in every query's patch (1 for extra tokens)."""
@@ -31,14 +33,14 @@ class GrainedPoolFunction(torch.autograd.Function):
         # index tensors are not differentiable: kept on ctx (they may come from a layout
         # built under inference mode)
         ctx.t2q, ctx.inv_count = t2q, inv_count
-        return torch.ops.vtpack_mm.grained_patch_reduce(x.contiguous(), meta, None, hw[0],
-                                                        hw[1], num_extra, True)
+        return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
+                                               num_extra, True)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
         t2q, inv_count = ctx.t2q, ctx.inv_count
-        grad_x = torch.ops.vtpack_mm.grained_token_gather(
+        grad_x = backend(grad).grained_token_gather(
             grad.contiguous(), t2q, None, inv_count.to(grad.dtype), None)
         return grad_x, None, None, None, None, None
 
@@ -51,7 +53,7 @@ class GrainedUnpoolFunction(torch.autograd.Function):
                 meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
         ctx.save_for_backward(delta, gate)
         ctx.t2q, ctx.meta, ctx.geometry = t2q, meta, (hw, num_extra)
-        return torch.ops.vtpack_mm.grained_token_gather(delta, t2q, gate, None, x)
+        return backend(x).grained_token_gather(delta, t2q, gate, None, x)
 
     @staticmethod
     @once_differentiable
@@ -62,10 +64,10 @@ class GrainedUnpoolFunction(torch.autograd.Function):
         grad = grad.contiguous()
         grad_delta = grad_gate = None
         if ctx.needs_input_grad[1]:
-            grad_delta = torch.ops.vtpack_mm.grained_patch_reduce(grad, meta, gate, H, W,
-                                                                  num_extra, False)
+            grad_delta = backend(grad).grained_patch_reduce(grad, meta, gate, H, W,
+                                                            num_extra, False)
         if gate is not None and ctx.needs_input_grad[3]:
-            grad_gate = torch.ops.vtpack_mm.grained_token_dot(delta, t2q, grad)
+            grad_gate = backend(grad).grained_token_dot(delta, t2q, grad)
         return grad, grad_delta, None, grad_gate, None, None, None
 
 
