@@ -27,7 +27,12 @@ def ext_modules():
     """
     if os.environ.get('VTPACK_MM_NO_EXT') == '1':
         return [], {}
-    from torch.utils.cpp_extension import BuildExtension, CppExtension
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        raise SystemExit('vtpack_mm compiles its ops against the installed torch: install '
+                         'torch first, then `pip install --no-build-isolation --use-pep517 -e .` '
+                         '(or set VTPACK_MM_NO_EXT=1 to skip the compiled ops)')
     csrc = os.path.join('ops', 'csrc')
     sources = sorted(glob.glob(os.path.join(csrc, 'pytorch', '*.cpp')) +
                      glob.glob(os.path.join(csrc, 'pytorch', 'cpu', '*.cpp')))
