@@ -91,13 +91,12 @@ def test_every_region_one_granularity(rule, dense):
 def test_gradcheck_double(dense):
     qs, x, delta, _ = make_case(2, 5, 7, 1, (1, 2, 4), None, 3, 1, dense)
     gate = qs.token_gate.detach().clone().requires_grad_()
-    from vtpack_mm.ops import grained_pool, grained_unpool, patch_counts
+    from vtpack_mm.ops import grained_pool, grained_unpool
     meta = qs.meta()
-    inv = 1.0 / patch_counts(meta, qs.hw).double()
     x.requires_grad_()
     delta.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a: grained_pool(a, meta, qs.token_to_query, inv, qs.hw, 1), (x, ))
+        lambda a: grained_pool(a, meta, qs.token_to_query, qs.hw, 1), (x, ))
     assert torch.autograd.gradcheck(
         lambda a, d, g: grained_unpool(a, d, qs.token_to_query, g, meta, qs.hw, 1),
         (x, delta, gate))
@@ -114,6 +113,21 @@ def test_low_precision_close_to_fp64(dtype):
     assert q.dtype == dtype and y.dtype == dtype
     torch.testing.assert_close(q.double(), want[0], **tol)
     torch.testing.assert_close(y.double(), want[1], **tol)
+
+
+@pytest.mark.parametrize('C', [64, 66])
+def test_large_unpool_equals_reference(C):
+    # a map of over 6 MiB is written with non-temporal stores when C is a multiple of 4
+    # (C = 66 takes the ordinary path); both add the same two float32 values per element
+    qs, x, delta, _ = make_case(1, 160, 168, 0, (1, 2, 4), None, C, 5, False,
+                                dtype=torch.float32)
+    assert x.nbytes > 6 << 20
+    with torch.no_grad():
+        with use_kernels(True):
+            got = qs.unpool(x, delta)
+        with use_kernels(False):
+            want = qs.unpool(x, delta)
+    assert torch.equal(got, want)
 
 
 def test_bad_meta_is_named():

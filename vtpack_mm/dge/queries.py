@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops import grained_pool, grained_unpool, has_kernel, pad_index, patch_counts
+from ..ops import grained_pool, grained_unpool, has_kernel, pad_index
 from .geometry import RegionGeometry
 
 
@@ -187,10 +187,7 @@ class GrainedQueries(QueryLayout):
         patches.
         """
         if has_kernel(x):
-            meta = self.meta()
-            inv_count = 1.0 / patch_counts(meta, self.hw).to(x.dtype)
-            return grained_pool(x, meta, self.token_to_query, inv_count, self.hw,
-                                self.num_extra)
+            return grained_pool(x, self.meta(), self.token_to_query, self.hw, self.num_extra)
         B, N, C = x.shape
         H, W = self.hw
         E = self.num_extra

@@ -28,21 +28,21 @@ class GrainedPoolFunction(torch.autograd.Function):
     """(B, N, C) tokens -> (T, C) patch means; the gradient goes back by a gather."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, meta: Tensor, t2q: Tensor, inv_count: Tensor,
-                hw: Tuple[int, int], num_extra: int) -> Tensor:
+    def forward(ctx, x: Tensor, meta: Tensor, t2q: Tensor, hw: Tuple[int, int],
+                num_extra: int) -> Tensor:
         # index tensors are not differentiable: kept on ctx (they may come from a layout
         # built under inference mode)
-        ctx.t2q, ctx.inv_count = t2q, inv_count
+        ctx.t2q, ctx.meta, ctx.hw = t2q, meta, hw
         return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
                                                num_extra, True)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: Tensor):
-        t2q, inv_count = ctx.t2q, ctx.inv_count
-        grad_x = backend(grad).grained_token_gather(
-            grad.contiguous(), t2q, None, inv_count.to(grad.dtype), None)
-        return grad_x, None, None, None, None, None
+        inv_count = 1.0 / patch_counts(ctx.meta, ctx.hw).to(grad.dtype)
+        grad_x = backend(grad).grained_token_gather(grad.contiguous(), ctx.t2q, None,
+                                                    inv_count, None)
+        return grad_x, None, None, None, None
 
 
 class GrainedUnpoolFunction(torch.autograd.Function):
@@ -71,11 +71,19 @@ class GrainedUnpoolFunction(torch.autograd.Function):
         return grad, grad_delta, None, grad_gate, None, None, None
 
 
-def grained_pool(x: Tensor, meta: Tensor, t2q: Tensor, inv_count: Tensor,
-                 hw: Tuple[int, int], num_extra: int) -> Tensor:
+def _needs_graph(*tensors: Optional[Tensor]) -> bool:
+    """Whether autograd must record the op (else the kernel is called directly, which
+    saves the Function's overhead on the small late-stage maps)."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def grained_pool(x: Tensor, meta: Tensor, t2q: Tensor, hw: Tuple[int, int],
+                 num_extra: int) -> Tensor:
     """(B, N, C) -> (T, C): the mean of every query's valid positions (compiled)."""
-    return GrainedPoolFunction.apply(x, meta, t2q, inv_count.to(x.dtype), tuple(hw),
-                                     num_extra)
+    if not _needs_graph(x):
+        return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
+                                               num_extra, True)
+    return GrainedPoolFunction.apply(x, meta, t2q, tuple(hw), num_extra)
 
 
 def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
@@ -83,5 +91,8 @@ def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor]
     """(B, N, C), (T, C) -> x + sum_k gate_k * delta[t2q_k] (compiled)."""
     dtype = torch.result_type(x, delta)
     gate = gate.to(dtype).contiguous() if gate is not None else None
+    if not _needs_graph(x, delta, gate):
+        return backend(x).grained_token_gather(delta.to(dtype).contiguous(), t2q, gate, None,
+                                               x.to(dtype).contiguous())
     return GrainedUnpoolFunction.apply(x.to(dtype).contiguous(), delta.to(dtype).contiguous(),
                                        t2q, gate, meta, tuple(hw), num_extra)
