@@ -1,7 +1,7 @@
 """The compiled ops vs their PyTorch references vs other library compositions, per stage.
 
     python tools/analysis_tools/benchmark_ops.py [--size 800 1280] [--threads 2]
-        [--warmup 2] [--repeats 11] [--stages 0 1 2 3] [--out results.json]
+        [--warmup 2] [--repeats 11] [--stages 0 1 2 3] [--attn-batch 4] [--out results.json]
 
 At the stage sizes of PVT-S / DPVT-S for a ``--size`` input (batch 1, strides 4, 8, 16,
 32), with routing drawn at random (phi = 1, 2, 4 with probabilities 0.45, 0.3, 0.25,
@@ -13,6 +13,10 @@ beta about 0.5), times forward (inference mode) and forward + backward of:
   deform     sparse-query deformable point attention, 4 points per head: kernel /
              reference (grid_sample) / mmcv (mmcv's multi_scale_deformable_attn_pytorch,
              one level)
+  attention  softmax attention of the sparse queries over the dense keys/values (SDPA), for
+             a batch of --attn-batch images routed differently (so their query counts
+             differ): per_image (one SDPA call per image, the CPU path) / padded (one
+             batched call on queries padded to the longest image)
   overhead   the DGE's own work in a PVT-S layer (router, query layout, pooling,
              un-pooling) as a share of that layer's time (compiled ops in use)
 
@@ -28,6 +32,7 @@ from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.dge import sparse_queries
 from vtpack_mm.dge.router import region_mean
 from vtpack_mm.models.layers import EncoderLayer
+from vtpack_mm.models.layers.attention import attend_padded, attend_per_image
 from vtpack_mm.ops import (deform_point_attn, deform_point_attn_reference, has_kernel,
                            use_kernels)
 
@@ -69,14 +74,14 @@ def with_backward(fn, *inputs):
     return run
 
 
-def compare(name, variants, args, grad=False):
+def compare(name, variants, args, grad=False, base='kernel'):
     times = time_variants(variants, args.warmup, args.repeats, grad=grad)
-    ratios = paired_speedups(times, 'kernel')
+    ratios = paired_speedups(times, base)
     stats = {k: summarize(v) for k, v in times.items()}
     cells = '  '.join(f'{k} {1e3 * s["median"]:8.2f} ms ({1 / ratios[k]:5.2f}x)'
                       for k, s in stats.items())
     print(f'  {name:<16s} {cells}')
-    return dict(stats=stats, kernel_speedup={k: 1 / r for k, r in ratios.items()})
+    return dict(stats=stats, speedup_of_base={k: 1 / r for k, r in ratios.items()})
 
 
 def bench_stage(i, hw, args, g):
@@ -131,6 +136,27 @@ def bench_stage(i, hw, args, g):
         mmcv=with_backward(lambda v, p, a: mmcv_deform(v, p, a, hw), value, xy, w)),
         args, grad=True)
 
+    # attention of a batch whose images have different query counts
+    if args.attn_batch > 1:
+        B = args.attn_batch
+        probs = torch.linspace(0.85, 0.25, B)  # share of regions at phi = 1, per image
+        choice = torch.stack([torch.multinomial(
+            torch.tensor([p, (1 - p) / 2, (1 - p) / 2]), geo.num_regions, replacement=True,
+            generator=g) for p in probs.tolist()])
+        qb = sparse_queries(geo, choice, 0)
+        xb = torch.randn(B, H * W, C, generator=g)
+        with torch.no_grad():
+            k, v = layer.attn.keys_values(xb, hw)
+        qb_in = torch.randn(qb.num_queries, C, generator=g)
+        print(f'  attention batch {B}: queries per image {qb.lengths}')
+        res['attention'] = compare('attention', dict(
+            per_image=lambda: attend_per_image(qb_in, qb, k, v),
+            padded=lambda: attend_padded(qb_in, qb, k, v)), args, base='per_image')
+        res['attention+grad'] = compare('attention+backward', dict(
+            per_image=with_backward(lambda a: attend_per_image(a, qb, k, v), qb_in),
+            padded=with_backward(lambda a: attend_padded(a, qb, k, v), qb_in)), args,
+            grad=True, base='per_image')
+
     # the DGE's own work inside a PVT-S layer, routed as above
     dge.force_choice = qs.region_choice
 
@@ -157,6 +183,8 @@ def main():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=11)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--attn-batch', type=int, default=4,
+                        help='images in the attention comparison (1: skip it)')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args()
     if args.threads:
@@ -168,7 +196,7 @@ def main():
     results = dict(processor=platform.processor() or platform.machine(),
                    threads=torch.get_num_threads(), size=args.size, stages={})
     print(f'{args.size[0]}x{args.size[1]} input, batch 1, CPU, {torch.get_num_threads()} '
-          'threads; each cell: median time (kernel speed-up over it)')
+          'threads; each cell: median time (speed-up of the first variant over it)')
     for i in args.stages:
         hw = (args.size[0] // 2**(i + 2), args.size[1] // 2**(i + 2))
         results['stages'][i + 1] = bench_stage(i, hw, args, g)

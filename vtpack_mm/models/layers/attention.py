@@ -23,6 +23,33 @@ def split_map(x: Tensor, hw):
     return x[:, :E], x[:, E:].view(B, H, W, C).permute(0, 3, 1, 2)
 
 
+def attend_padded(q: Tensor, queries: QueryLayout, k: Tensor, v: Tensor,
+                  dropout_p: float = 0.0) -> Tensor:
+    """Softmax attention of packed queries q (T, C) over k, v (B, heads, Nk, C / heads) in
+    one batched call; images with fewer queries are padded to the longest."""
+    B, h, _, d = k.shape
+    qp = queries.to_padded(q)
+    L = qp.shape[1]
+    out = F.scaled_dot_product_attention(qp.view(B, L, h, d).transpose(1, 2), k, v,
+                                         dropout_p=dropout_p)
+    return queries.from_padded(out.transpose(1, 2).reshape(B, L, h * d))
+
+
+def attend_per_image(q: Tensor, queries: QueryLayout, k: Tensor, v: Tensor,
+                     dropout_p: float = 0.0) -> Tensor:
+    """The same as :func:`attend_padded`, one call per image on its slice of the packed
+    queries: no padding rows to compute and no copies into and out of the padded layout
+    (the CPU path; ``tools/analysis_tools/benchmark_ops.py`` compares the two)."""
+    _, h, _, d = k.shape
+    outs, start = [], 0
+    for i, L in enumerate(queries.lengths):
+        qi = q[start:start + L].view(1, L, h, d).transpose(1, 2)
+        oi = F.scaled_dot_product_attention(qi, k[i:i + 1], v[i:i + 1], dropout_p=dropout_p)
+        outs.append(oi.transpose(1, 2).reshape(L, h * d))
+        start += L
+    return torch.cat(outs)
+
+
 class SpatialReductionAttention(BaseModule):
     """Multi-head attention whose keys/values come from a spatially reduced dense map.
 
@@ -73,13 +100,12 @@ class SpatialReductionAttention(BaseModule):
     def forward(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
         """q: (T, C) normed queries; x: (B, N, C) normed tokens; returns (T, C)."""
         k, v = self.keys_values(x, queries.hw)
-        B, h, _, d = k.shape
-        qp = queries.to_padded(self.q(q))
-        L = qp.shape[1]
-        qp = qp.view(B, L, h, d).transpose(1, 2)
         drop = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(qp, k, v, dropout_p=drop)
-        out = queries.from_padded(out.transpose(1, 2).reshape(B, L, h * d))
+        q = self.q(q)
+        if queries.uniform or q.device.type != 'cpu':
+            out = attend_padded(q, queries, k, v, drop)
+        else:
+            out = attend_per_image(q, queries, k, v, drop)
         return self.proj_drop(self.proj(out))
 
     def macs(self, num_inputs, num_queries, hw):
