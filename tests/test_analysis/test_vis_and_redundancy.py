@@ -113,11 +113,16 @@ def test_calibrate_budget_cli(shapes, capsys):
 
 
 @pytest.mark.parametrize('model', ['pvt', 'dpvt'])
-def test_benchmark_latency_cli(model, tmp_path):
+def test_benchmark_latency_cli(model, tmp_path, capsys):
     import json
     run_tool('analysis_tools/benchmark_latency.py', '--model', model, '--arch', 'tiny',
              '--size', '96', '128', '--batch', '1', '2', '--warmup', '0', '--repeats', '2',
-             '--target-beta', '0.6', '--out', tmp_path / 'r.json')
+             '--target-beta', '0.6', '--out', tmp_path / 'r.json',
+             *(['--profile'] if model == 'pvt' else []))
+    out = capsys.readouterr().out
+    if model == 'pvt':  # one profile table per variant and batch size
+        assert out.count('Self CPU time total') == 4
+        assert 'dge: one forward, operators by self time' in out
     res = json.loads((tmp_path / 'r.json').read_text())
     assert set(res['batches']) == {'1', '2'}
     variants = {'vanilla', 'dge', 'dge-finest'} | ({'mmdet'} if model == 'pvt' else set())

@@ -3,7 +3,7 @@
     python tools/analysis_tools/benchmark_latency.py [--model pvt] [--arch small]
         [--size 800 1280] [--batch 1 8] [--threads 2] [--device cpu]
         [--target-beta 0.5] [--images DIR] [--config CFG [--checkpoint CKPT]]
-        [--warmup 2] [--repeats 7] [--out results.json]
+        [--warmup 2] [--repeats 7] [--profile] [--out results.json]
 
 The routing timed is real: with --config/--checkpoint the trained routers, shifted with
 the budget knob to --target-beta unless --no-calibrate; otherwise routers with random
@@ -85,6 +85,21 @@ def mmdet_pvt(vanilla):
     return ref.eval()
 
 
+def print_profile(name, fn, device, rows=15):
+    """One forward of ``fn`` under torch.profiler: operators by self time."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    sort = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    with torch.inference_mode():
+        fn()
+        with profile(activities=activities) as prof:
+            fn()
+    print(f'\n{name}: one forward, operators by self time')
+    print(prof.key_averages().table(sort_by=sort, row_limit=rows))
+
+
 def finest_index(dge_module):
     phis = dge_module.granularities
     return min(range(len(phis)), key=lambda k: (phis[k] == 0, phis[k]))
@@ -108,6 +123,9 @@ def main():
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--no-mmdet', action='store_true')
+    parser.add_argument('--profile', action='store_true',
+                        help='after timing, print where one forward of vanilla and of DGE '
+                        'spends its time (torch.profiler, operators by self time)')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args()
     if args.threads:
@@ -175,6 +193,9 @@ def main():
         for name, s in stats.items():
             print(f'{name:>11s} {1e3 * s["median"]:10.1f} {1e3 * s["q1"]:8.1f}..'
                   f'{1e3 * s["q3"]:<7.1f} {paired[name]:12.2f}x')
+        if args.profile:
+            for name in ('vanilla', 'dge'):
+                print_profile(name, fns[name], device)
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
