@@ -16,6 +16,11 @@ median over rounds of vanilla time / variant time within the round:
   dge          the same weights with DGE at the calibrated beta
   dge-finest   DGE with every region at the finest granularity (the routing overhead)
   mmdet        mmdet's PyramidVisionTransformer with the same weights (PVT only)
+
+On CPU the memory allocator moves the results: with glibc's defaults every large tensor
+is page-faulted in afresh, which costs the larger vanilla model more. Run with
+MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=17179869184 (or
+THP_MEM_ALLOC_ENABLE=1) to time the models without that cost (docs/benchmarks.md has both).
 """
 import argparse
 import json
