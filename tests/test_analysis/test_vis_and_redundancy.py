@@ -140,7 +140,8 @@ def test_benchmark_ops_cli(tmp_path):
     assert stage['hw'] == [16, 24] and 0 < stage['beta'] <= 1
     assert set(stage['deform']['stats']) == {'kernel', 'reference', 'mmcv'}
     assert set(stage['pool']['stats']) == {'kernel', 'reference', 'index_add'}
-    assert set(stage['attention']['stats']) == {'per_image', 'padded'}
-    assert stage['attention']['speedup_of_base']['per_image'] == 1
+    for key in ('attention', 'attention+grad'):
+        assert set(stage[key]['stats']) == {'per_image', 'padded'}
+        assert stage[key]['speedup_of_base']['padded'] > 0
     # a share of wall time: positive (at this tiny size timing noise can push it past 1)
     assert stage['overhead_share'] > 0

@@ -14,8 +14,9 @@ def _sync(device):
 def time_variants(variants: Dict[str, Callable[[], object]], warmup: int = 2,
                   repeats: int = 7, device='cpu', grad: bool = False) -> Dict[str, List[float]]:
     """Seconds per call of each variant, measured round-robin (the starting variant
-    rotating) so that drifts of the machine (thermal, other load) hit every variant alike. Under ``torch.inference_mode``
-    unless ``grad`` (for variants that run a backward pass)."""
+    rotating) so that drifts of the machine (thermal, other load) hit every variant alike.
+    Under ``torch.inference_mode`` unless ``grad`` (for variants that run a backward
+    pass)."""
     with torch.inference_mode(not grad):
         return _time_round_robin(variants, warmup, repeats, device)
 

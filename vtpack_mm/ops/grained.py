@@ -24,6 +24,15 @@ def patch_counts(meta: Tensor, hw: Tuple[int, int]) -> Tensor:
     return torch.where(phi > 0, rows * cols, torch.ones_like(phi))
 
 
+def _pool_forward(x: Tensor, meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
+    return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
+                                           num_extra, True)
+
+
+def _unpool_forward(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor]) -> Tensor:
+    return backend(x).grained_token_gather(delta, t2q, gate, None, x)
+
+
 class GrainedPoolFunction(torch.autograd.Function):
     """(B, N, C) tokens -> (T, C) patch means; the gradient goes back by a gather."""
 
@@ -33,8 +42,7 @@ class GrainedPoolFunction(torch.autograd.Function):
         # index tensors are not differentiable: kept on ctx (they may come from a layout
         # built under inference mode)
         ctx.t2q, ctx.meta, ctx.hw = t2q, meta, hw
-        return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
-                                               num_extra, True)
+        return _pool_forward(x, meta, hw, num_extra)
 
     @staticmethod
     @once_differentiable
@@ -53,7 +61,7 @@ class GrainedUnpoolFunction(torch.autograd.Function):
                 meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
         ctx.save_for_backward(delta, gate)
         ctx.t2q, ctx.meta, ctx.geometry = t2q, meta, (hw, num_extra)
-        return backend(x).grained_token_gather(delta, t2q, gate, None, x)
+        return _unpool_forward(x, delta, t2q, gate)
 
     @staticmethod
     @once_differentiable
@@ -81,8 +89,7 @@ def grained_pool(x: Tensor, meta: Tensor, t2q: Tensor, hw: Tuple[int, int],
                  num_extra: int) -> Tensor:
     """(B, N, C) -> (T, C): the mean of every query's valid positions (compiled)."""
     if not _needs_graph(x):
-        return backend(x).grained_patch_reduce(x.contiguous(), meta, None, hw[0], hw[1],
-                                               num_extra, True)
+        return _pool_forward(x, meta, hw, num_extra)
     return GrainedPoolFunction.apply(x, meta, t2q, tuple(hw), num_extra)
 
 
@@ -91,8 +98,7 @@ def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor]
     """(B, N, C), (T, C) -> x + sum_k gate_k * delta[t2q_k] (compiled)."""
     dtype = torch.result_type(x, delta)
     gate = gate.to(dtype).contiguous() if gate is not None else None
+    x, delta = x.to(dtype).contiguous(), delta.to(dtype).contiguous()
     if not _needs_graph(x, delta, gate):
-        return backend(x).grained_token_gather(delta.to(dtype).contiguous(), t2q, gate, None,
-                                               x.to(dtype).contiguous())
-    return GrainedUnpoolFunction.apply(x.to(dtype).contiguous(), delta.to(dtype).contiguous(),
-                                       t2q, gate, meta, tuple(hw), num_extra)
+        return _unpool_forward(x, delta, t2q, gate)
+    return GrainedUnpoolFunction.apply(x, delta, t2q, gate, meta, tuple(hw), num_extra)

@@ -44,8 +44,8 @@ void validate_meta(const at::Tensor& meta, int64_t B, int64_t H, int64_t W, int6
 // the read-for-ownership of every output line. 6 MiB: timing the op alone, streamed and
 // not, at benchmark_ops.py's PVT-S stage sizes on the 2-core EPYC box (32 MiB L3),
 // streaming won for the stage 1 and 2 maps (15.6 and 7.8 MiB) and lost for stage 3's
-// (4.9 MiB), which stays in the cache for the next block. (sysconf's L3 size reports the host's 256 MiB inside this VM, so the
-// threshold is not derived from it.)
+// (4.9 MiB), which stays in the cache for the next block. (sysconf's L3 size reports
+// the host's 256 MiB inside this VM, so the threshold is not derived from it.)
 constexpr int64_t kStreamThresholdBytes = int64_t(6) << 20;
 
 at::Tensor grained_patch_reduce_cpu(const at::Tensor& x, const at::Tensor& meta,
