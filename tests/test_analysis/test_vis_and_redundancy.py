@@ -140,6 +140,8 @@ def test_benchmark_ops_cli(tmp_path):
     assert stage['hw'] == [16, 24] and 0 < stage['beta'] <= 1
     assert set(stage['deform']['stats']) == {'kernel', 'reference', 'mmcv'}
     assert set(stage['pool']['stats']) == {'kernel', 'reference', 'index_add'}
+    assert set(stage['unpool']['stats']) == {'kernel', 'reference', 'add'}
+    assert set(stage['unpool+grad']['stats']) == {'kernel', 'reference'}
     for key in ('attention', 'attention+grad'):
         assert set(stage[key]['stats']) == {'per_image', 'padded'}
         assert stage[key]['speedup_of_base']['padded'] > 0

@@ -9,7 +9,10 @@ beta about 0.5), times forward (inference mode) and forward + backward of:
 
   pool       grained pooling: kernel / reference (avg_pool2d per granularity + gather) /
              index_add (scatter-mean of the tokens by their query)
-  unpool     grained un-pooling with the residual: kernel / reference (gather + add)
+  unpool     grained un-pooling with the residual: kernel / reference (gather + add) /
+             add (a plain ``torch.add`` of two maps of the same size: the memory traffic
+             of reading the residual and writing a new map, which any out-of-place
+             un-pooling must at least move; forward only)
   deform     sparse-query deformable point attention, 4 points per head: kernel /
              reference (grid_sample) / mmcv (mmcv's multi_scale_deformable_attn_pytorch,
              one level)
@@ -94,6 +97,7 @@ def bench_stage(i, hw, args, g):
     qs = routed_queries(geo, g)
     x = torch.randn(1, H * W, C, generator=g)
     delta = torch.randn(qs.num_queries, C, generator=g)
+    other = torch.randn_like(x)
     res = dict(hw=hw, channels=C, heads=h, beta=qs.num_queries / (H * W))
     print(f'stage {i + 1}: {H}x{W}, C={C}, heads={h}, queries {qs.num_queries} '
           f'(beta {res["beta"]:.2f})')
@@ -111,8 +115,8 @@ def bench_stage(i, hw, args, g):
         kernel=with_backward(qs.pool, x), reference=with_backward(ref(qs.pool), x),
         index_add=with_backward(lambda a: index_add_pool(a, qs), x)), args, grad=True)
     res['unpool'] = compare('unpool', dict(
-        kernel=lambda: qs.unpool(x, delta), reference=lambda: ref(qs.unpool)(x, delta)),
-        args)
+        kernel=lambda: qs.unpool(x, delta), reference=lambda: ref(qs.unpool)(x, delta),
+        add=lambda: torch.add(x, other)), args)
     res['unpool+grad'] = compare('unpool+backward', dict(
         kernel=with_backward(qs.unpool, x, delta),
         reference=with_backward(ref(qs.unpool), x, delta)), args, grad=True)

@@ -4,7 +4,8 @@ Each launcher here has the signature and semantics of the matching ``torch.ops.v
 op (schemas and semantics: ``ops/csrc/pytorch/*.cpp``), so the autograd Functions of
 :mod:`vtpack_mm.ops` call either backend alike. Imported only for CUDA tensors, or by the
 tests with ``TRITON_INTERPRET=1`` (Triton's interpreter runs the same kernels on CPU
-tensors).
+tensors). Sums are accumulated in float32, or float64 for double inputs, and rounded to
+the input type once.
 """
 from typing import Optional, Tuple
 
@@ -14,6 +15,15 @@ import triton.language as tl
 from torch import Tensor
 
 
+def _acc_torch(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation type: float64 for double inputs, float32 for everything else."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _acc(dtype: torch.dtype):
+    return tl.float64 if _acc_torch(dtype) == torch.float64 else tl.float32
+
+
 def _block(n: int, lo: int = 16, hi: int = 256) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(int(n), 1))))
 
@@ -21,7 +31,7 @@ def _block(n: int, lo: int = 16, hi: int = 256) -> int:
 @triton.jit
 def _patch_reduce_kernel(x_ptr, meta_ptr, gate_ptr, out_ptr, N, C, H, W, E, K,
                          HAS_GATE: tl.constexpr, AVERAGE: tl.constexpr,
-                         BLOCK_C: tl.constexpr):
+                         BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     t = tl.program_id(0).to(tl.int64)
     cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cs < C
@@ -34,71 +44,71 @@ def _patch_reduce_kernel(x_ptr, meta_ptr, gate_ptr, out_ptr, N, C, H, W, E, K,
     rows = tl.where(extra, 1, tl.minimum(y0 + phi, H) - y0)
     cols = tl.where(extra, 1, tl.minimum(x0 + phi, W) - x0)
     n0 = b * N + tl.where(extra, y0, E + y0 * W + x0)
-    acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_C], dtype=ACC)
     for dy in range(0, rows):
         for dx in range(0, cols):
             n = n0 + dy * W + dx
-            v = tl.load(x_ptr + n * C + cs, mask=cmask, other=0.0).to(tl.float32)
+            v = tl.load(x_ptr + n * C + cs, mask=cmask, other=0.0).to(ACC)
             if HAS_GATE:
-                v = v * tl.load(gate_ptr + n * K + k).to(tl.float32)
+                v = v * tl.load(gate_ptr + n * K + k).to(ACC)
             acc += v
     if AVERAGE:
-        acc = acc / (rows * cols).to(tl.float32)
+        acc = acc / (rows * cols).to(ACC)
     tl.store(out_ptr + t * C + cs, acc.to(out_ptr.dtype.element_ty), mask=cmask)
 
 
 @triton.jit
 def _token_gather_kernel(src_ptr, t2q_ptr, gate_ptr, scale_ptr, base_ptr, out_ptr, BN, T, C,
                          K: tl.constexpr, HAS_GATE: tl.constexpr, HAS_SCALE: tl.constexpr,
-                         HAS_BASE: tl.constexpr, BLOCK_C: tl.constexpr):
+                         HAS_BASE: tl.constexpr, BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)
     cs = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cmask = cs < C
     if HAS_BASE:
-        acc = tl.load(base_ptr + i * C + cs, mask=cmask, other=0.0).to(tl.float32)
+        acc = tl.load(base_ptr + i * C + cs, mask=cmask, other=0.0).to(ACC)
     else:
-        acc = tl.zeros([BLOCK_C], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_C], dtype=ACC)
     for k in tl.static_range(K):
         t = tl.load(t2q_ptr + k * BN + i)
         valid = (t >= 0) & (t < T)
         tc = tl.where(valid, t, 0)
         w = tl.where(valid, 1.0, 0.0)
         if HAS_GATE:
-            w = w * tl.load(gate_ptr + i * K + k).to(tl.float32)
+            w = w * tl.load(gate_ptr + i * K + k).to(ACC)
         if HAS_SCALE:
-            w = w * tl.load(scale_ptr + tc).to(tl.float32)
-        row = tl.load(src_ptr + tc * C + cs, mask=cmask & valid, other=0.0).to(tl.float32)
+            w = w * tl.load(scale_ptr + tc).to(ACC)
+        row = tl.load(src_ptr + tc * C + cs, mask=cmask & valid, other=0.0).to(ACC)
         acc += w * row
     tl.store(out_ptr + i * C + cs, acc.to(out_ptr.dtype.element_ty), mask=cmask)
 
 
 @triton.jit
 def _token_dot_kernel(src_ptr, t2q_ptr, other_ptr, out_ptr, BN, T, C, K: tl.constexpr,
-                      BLOCK_C: tl.constexpr):
+                      BLOCK_C: tl.constexpr, ACC: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)
     for k in tl.static_range(K):
         t = tl.load(t2q_ptr + k * BN + i)
         valid = (t >= 0) & (t < T)
         tc = tl.where(valid, t, 0)
-        s = tl.zeros([BLOCK_C], dtype=tl.float32)
+        s = tl.zeros([BLOCK_C], dtype=ACC)
         for c0 in range(0, C, BLOCK_C):
             cs = c0 + tl.arange(0, BLOCK_C)
             m = (cs < C) & valid
-            a = tl.load(src_ptr + tc * C + cs, mask=m, other=0.0).to(tl.float32)
-            o = tl.load(other_ptr + i * C + cs, mask=m, other=0.0).to(tl.float32)
+            a = tl.load(src_ptr + tc * C + cs, mask=m, other=0.0).to(ACC)
+            o = tl.load(other_ptr + i * C + cs, mask=m, other=0.0).to(ACC)
             s += a * o
         tl.store(out_ptr + i * K + k, tl.sum(s, 0).to(out_ptr.dtype.element_ty))
 
 
 @triton.jit
 def _corner(value_ptr, grad_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask, w,
-            BACKWARD: tl.constexpr, g):
+            BACKWARD: tl.constexpr, g, ACC: tl.constexpr):
     """One bilinear neighbour: its value row (zeros outside the map) and, in the backward
     pass, the scatter of ``w * g`` into its gradient row."""
     inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H)
     pos = tl.where(inside, yi * W + xi, 0)
     off = (vbase + pos * heads) * d + ds
-    v = tl.load(value_ptr + off, mask=dmask & inside, other=0.0).to(tl.float32)
+    v = tl.load(value_ptr + off, mask=dmask & inside, other=0.0).to(ACC)
     if BACKWARD:
         tl.atomic_add(grad_ptr + off, w * g, mask=dmask & inside)
     return v
@@ -107,7 +117,7 @@ def _corner(value_ptr, grad_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask, w,
 @triton.jit
 def _deform_kernel(value_ptr, xy_ptr, w_ptr, batch_ptr, out_ptr, gout_ptr, gvalue_ptr,
                    gxy_ptr, gw_ptr, H, W, heads, d, P: tl.constexpr, BACKWARD: tl.constexpr,
-                   BLOCK_D: tl.constexpr):
+                   BLOCK_D: tl.constexpr, ACC: tl.constexpr):
     i = tl.program_id(0).to(tl.int64)  # (query, head) pair
     t = i // heads
     h = i % heads
@@ -116,15 +126,15 @@ def _deform_kernel(value_ptr, xy_ptr, w_ptr, batch_ptr, out_ptr, gout_ptr, gvalu
     dmask = ds < d
     vbase = b * H * W * heads + h  # value[b, pos, h, :] = (vbase + pos * heads) * d
     if BACKWARD:
-        g = tl.load(gout_ptr + i * d + ds, mask=dmask, other=0.0).to(tl.float32)
+        g = tl.load(gout_ptr + i * d + ds, mask=dmask, other=0.0).to(ACC)
     else:
-        g = tl.zeros([BLOCK_D], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+        g = tl.zeros([BLOCK_D], dtype=ACC)
+    acc = tl.zeros([BLOCK_D], dtype=ACC)
     for p in tl.static_range(P):
         j = i * P + p
-        x = tl.load(xy_ptr + 2 * j).to(tl.float32)
-        y = tl.load(xy_ptr + 2 * j + 1).to(tl.float32)
-        a = tl.load(w_ptr + j).to(tl.float32)
+        x = tl.load(xy_ptr + 2 * j).to(ACC)
+        y = tl.load(xy_ptr + 2 * j + 1).to(ACC)
+        a = tl.load(w_ptr + j).to(ACC)
         xf = tl.floor(x)
         yf = tl.floor(y)
         fx = x - xf
@@ -136,13 +146,13 @@ def _deform_kernel(value_ptr, xy_ptr, w_ptr, batch_ptr, out_ptr, gout_ptr, gvalu
         w10 = (1 - fx) * fy
         w11 = fx * fy
         v00 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask,
-                      a * w00, BACKWARD, g)
+                      a * w00, BACKWARD, g, ACC)
         v01 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi, H, W, heads, d, ds, dmask,
-                      a * w01, BACKWARD, g)
+                      a * w01, BACKWARD, g, ACC)
         v10 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi + 1, H, W, heads, d, ds, dmask,
-                      a * w10, BACKWARD, g)
+                      a * w10, BACKWARD, g, ACC)
         v11 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi + 1, H, W, heads, d, ds, dmask,
-                      a * w11, BACKWARD, g)
+                      a * w11, BACKWARD, g, ACC)
         if BACKWARD:
             d00 = tl.sum(g * v00, 0)
             d01 = tl.sum(g * v01, 0)
@@ -171,7 +181,8 @@ def grained_patch_reduce(x: Tensor, meta: Tensor, gate: Optional[Tensor], H: int
     BLOCK_C = _block(C)
     _patch_reduce_kernel[(T, triton.cdiv(C, BLOCK_C))](
         x, meta, gate if gate is not None else x, out, N, C, H, W, num_extra, K,
-        HAS_GATE=gate is not None, AVERAGE=bool(average), BLOCK_C=BLOCK_C)
+        HAS_GATE=gate is not None, AVERAGE=bool(average), BLOCK_C=BLOCK_C,
+        ACC=_acc(x.dtype))
     return out
 
 
@@ -186,7 +197,8 @@ def grained_token_gather(src: Tensor, t2q: Tensor, gate: Optional[Tensor],
     _token_gather_kernel[(B * N, triton.cdiv(C, BLOCK_C))](
         src, t2q, gate if gate is not None else src, scale if scale is not None else src,
         base if base is not None else src, out, B * N, T, C, K=K, HAS_GATE=gate is not None,
-        HAS_SCALE=scale is not None, HAS_BASE=base is not None, BLOCK_C=BLOCK_C)
+        HAS_SCALE=scale is not None, HAS_BASE=base is not None, BLOCK_C=BLOCK_C,
+        ACC=_acc(src.dtype))
     return out
 
 
@@ -196,7 +208,7 @@ def grained_token_dot(src: Tensor, t2q: Tensor, other: Tensor) -> Tensor:
     out = torch.empty(B, N, K, dtype=src.dtype, device=src.device)
     if B * N:
         _token_dot_kernel[(B * N, )](src, t2q, other, out, B * N, T, C, K=K,
-                                     BLOCK_C=_block(C))
+                                     BLOCK_C=_block(C), ACC=_acc(src.dtype))
     return out
 
 
@@ -207,7 +219,8 @@ def deform_point_attn_forward(value: Tensor, xy: Tensor, weights: Tensor, batch:
     out = torch.empty(T, heads, d, dtype=value.dtype, device=value.device)
     if T:
         _deform_kernel[(T * heads, )](value, xy, weights, batch, out, out, out, out, out, H, W,
-                                      heads, d, P=P, BACKWARD=False, BLOCK_D=_block(d))
+                                      heads, d, P=P, BACKWARD=False, BLOCK_D=_block(d),
+                                      ACC=_acc(value.dtype))
     return out
 
 
@@ -215,12 +228,13 @@ def deform_point_attn_backward(grad_out: Tensor, value: Tensor, xy: Tensor, weig
                                batch: Tensor, H: int, W: int) -> Tuple[Tensor, Tensor, Tensor]:
     B, _, heads, d = value.shape
     T, _, P, _ = xy.shape
-    # value gradients are scattered with atomics: accumulate in float32
-    grad_value = torch.zeros(value.shape, dtype=torch.float32, device=value.device)
+    # value gradients are scattered with atomics: accumulate in float32 (float64 for double)
+    grad_value = torch.zeros(value.shape, dtype=_acc_torch(value.dtype), device=value.device)
     grad_xy = torch.empty_like(xy)
     grad_w = torch.empty_like(weights)
     if T:
         _deform_kernel[(T * heads, )](value, xy, weights, batch, grad_out, grad_out,
                                       grad_value, grad_xy, grad_w, H, W, heads, d, P=P,
-                                      BACKWARD=True, BLOCK_D=_block(d))
+                                      BACKWARD=True, BLOCK_D=_block(d),
+                                      ACC=_acc(value.dtype))
     return grad_value.to(value.dtype), grad_xy, grad_w
