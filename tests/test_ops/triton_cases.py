@@ -2,9 +2,10 @@
 
 Not collected by itself (the name has no ``test_`` prefix): ``test_triton_interpreter.py``
 runs it in a fresh process with ``TRITON_INTERPRET=1``, which must be set before Triton
-compiles anything. The kernels accumulate in float32, so float32 inputs get float32's
-tolerance; half and bfloat16 inputs (what a GPU runs under autocast) are checked against
-the float32 reference within the roundings the kernels make.
+compiles anything. The kernels accumulate in float64 for double inputs (checked to 1e-12)
+and in float32 otherwise: float32 inputs get float32's tolerance; half and bfloat16 inputs
+(what a GPU runs under autocast) are checked against the float32 reference within the
+roundings the kernels make.
 """
 import os
 
@@ -78,12 +79,13 @@ def test_deform_point_attn(lengths, H, W, heads, d, P, dtype):
         torch.testing.assert_close(a, b, **TOLS[dtype])
 
 
-# Reduced precision: the kernels load half / bfloat16 values, sum in float32 and round the
-# result once; pooling's backward also rounds its 1/count scale to the input type first.
-# Every output is a sum of products of the inputs with non-negative coefficients, so each
-# element is within two roundings (unit roundoff u) of the sum of the terms' magnitudes:
-# the same op on the inputs' absolute values bounds the error. atol covers float32
-# summation-order differences.
+# Reduced precision: the kernels load half / bfloat16 values, compute in float32 and round
+# each result once (relative error at most the unit roundoff u); atol covers float32
+# summation-order differences. Pooling's backward also rounds its 1/count scale to the
+# input type before summing over branches, where terms can cancel: there the bound is two
+# roundings of the sum of the terms' magnitudes, which the same op on the inputs' absolute
+# values gives (every grained output is a sum of products of the inputs with non-negative
+# coefficients). Both tests allow 2u.
 LOW = {torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
 
 
