@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -45,3 +49,21 @@ def tiny_block():
         return TinyBlock(dims, heads, dge_cfg)
 
     return make
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_shapes(out, *extra):
+    """The embedded shapes data, small: 8 training and 4 validation images of 64 px."""
+    subprocess.run([sys.executable, os.path.join(ROOT, 'tools', 'misc', 'make_shapes_dataset.py'),
+                    str(out), '--num-train', '8', '--num-val', '4', '--size', '64', *extra],
+                   check=True, capture_output=True)
+
+
+@pytest.fixture(scope='session')
+def shapes(tmp_path_factory):
+    """Folder of the small shapes data (coco/, ade/, imagenet/), made once per session."""
+    out = tmp_path_factory.mktemp('shapes')
+    make_shapes(out)
+    return out

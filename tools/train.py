@@ -17,9 +17,8 @@ from vtpack_mm.compat import allow_runner_checkpoints, prepare_cpu_distributed
 from vtpack_mm.engine import check_dataset_paths
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('config', help='config file')
+def add_run_args(parser):
+    """The Runner options tools/train.py and tools/retrofit.py share."""
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision')
     parser.add_argument('--resume', nargs='?', const='auto', default=None,
@@ -30,12 +29,21 @@ def parse_args():
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args(parser=None):
+    if parser is None:
+        parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+        parser.add_argument('config', help='config file')
+    args = add_run_args(parser).parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
-def build_cfg(args) -> Config:
+def build_cfg(args, transform=None) -> Config:
+    """The config of ``args`` with its options applied; ``transform(cfg) -> cfg`` runs after
+    ``--cfg-options`` and before the resume settings (tools/retrofit.py uses it)."""
     if not osp.isfile(args.config):
         raise FileNotFoundError(f'config file {args.config} does not exist')
     cfg = Config.fromfile(args.config)
@@ -46,6 +54,8 @@ def build_cfg(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if transform is not None:
+        cfg = transform(cfg)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -58,13 +68,16 @@ def build_cfg(args) -> Config:
     return prepare_cpu_distributed(cfg, args.launcher)
 
 
-def main():
-    allow_runner_checkpoints()
-    args = parse_args()
-    cfg = build_cfg(args)
+def run(cfg: Config):
     check_dataset_paths(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    return runner
+
+
+def main():
+    allow_runner_checkpoints()
+    run(build_cfg(parse_args()))
 
 
 if __name__ == '__main__':

@@ -5,7 +5,8 @@ Two fixes, both through extension points and never by editing installed packages
 * torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.x calls
   ``torch.load`` without the argument, so a checkpoint saved by its Runner (which holds a
   ``HistoryBuffer`` with its statistics methods, and numpy arrays and scalars) fails to
-  load or resume. :func:`allow_runner_checkpoints` allow-lists exactly those types with
+  load or resume. :func:`allow_runner_checkpoints` allow-lists exactly those types (and
+  the ``argparse.Namespace`` the paper's release saves) with
   ``torch.serialization.add_safe_globals`` (``getattr`` only for HistoryBuffer's own
   methods); the safety stays on for everything else.
 * Distributed training on CPU: mmengine's pytorch launcher calls ``torch.cuda.set_device``
@@ -13,6 +14,7 @@ Two fixes, both through extension points and never by editing installed packages
   process group itself (the Runner then skips its own init), asks for DDP without
   ``device_ids`` and turns SyncBN into BN, which has no CPU kernel for several processes.
 """
+import argparse
 import copy
 import os
 import pickle
@@ -51,8 +53,11 @@ def allow_runner_checkpoints():
     if _applied or not hasattr(torch.serialization, 'add_safe_globals'):
         return
     from mmengine.logging import HistoryBuffer
+    # argparse.Namespace: the paper's release (a DeiT-style trainer) saves its arguments
+    # beside the weights; a Namespace only holds attributes.
     torch.serialization.add_safe_globals(
-        [HistoryBuffer, (_history_buffer_method, 'builtins.getattr')] + _numpy_safe_types())
+        [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), argparse.Namespace] +
+        _numpy_safe_types())
     _applied = True
 
 

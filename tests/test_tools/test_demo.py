@@ -1,27 +1,21 @@
 """The embedded demo data and the three demo configs (one per framework)."""
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from conftest import make_shapes
+
 from vtpack_mm.engine import check_dataset_paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(ROOT, 'tools', 'misc', 'make_shapes_dataset.py')
 DEMOS = {
     'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py': 'coco',
     'fpn_dpvt-t-dge-b0.5_200i_shapes-128.py': 'ade',
     'pvt-t-dge-b0.5_200i_shapes-128.py': 'imagenet',
 }
-
-
-def make_data(out, *extra):
-    subprocess.run([sys.executable, TOOL, str(out), '--num-train', '8', '--num-val', '4',
-                    '--size', '64', *extra], check=True, capture_output=True)
 
 
 def digest(folder):
@@ -35,17 +29,10 @@ def digest(folder):
     return h.hexdigest()
 
 
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    out = tmp_path_factory.mktemp('shapes')
-    make_data(out)
-    return out
-
-
 def test_generator_is_deterministic(shapes, tmp_path):
-    make_data(tmp_path / 'again')
+    make_shapes(tmp_path / 'again')
     assert digest(shapes) == digest(tmp_path / 'again')
-    make_data(tmp_path / 'other', '--seed', '1')
+    make_shapes(tmp_path / 'other', '--seed', '1')
     assert digest(shapes) != digest(tmp_path / 'other')
 
 

@@ -1,6 +1,7 @@
 """The converter CLIs under tools/model_converters/ end to end (in-process)."""
 import argparse
 import os
+import pathlib
 import runpy
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import vtpack_mm
+from layouts import official_pvt_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,41 +23,25 @@ def run_tool(name, *argv):
         sys.argv = old
 
 
-def official_pvt_state(model):
-    """Our PVT's weights written out under the official PVT key names."""
-    out = {}
-    for k, v in model.state_dict().items():
-        parts = k.split('.')
-        if k.startswith('stages.'):
-            i = int(parts[1]) + 1
-            rest = '.'.join(parts[2:])
-            if rest.startswith('patch_embed.'):
-                out[f'patch_embed{i}.' + rest[len('patch_embed.'):].replace('projection', 'proj')] = v
-            elif rest == 'pos_embed':
-                out[f'pos_embed{i}'] = v
-            else:
-                j, sub = parts[3], '.'.join(parts[4:])
-                sub = sub.replace('ffn.layers.0.0', 'mlp.fc1').replace('ffn.layers.1', 'mlp.fc2')
-                out[f'block{i}.{j}.{sub}'] = v
-        else:
-            out[k] = v
-    return out
-
-
 def test_vtpack2mm_roundtrip(tmp_path):
     torch.manual_seed(0)
     model = vtpack_mm.PVT(arch='tiny', with_cls_token=True, final_norm=True,
                           dge_cfg=dict(granularities=(1, 2, 4)))
-    state = official_pvt_state(model)
+    state = official_pvt_state(model.state_dict())
     for k in list(state):
         if k.endswith('dge.router.gate.weight'):
             state[k.replace('router.gate.weight', 'splits')] = torch.tensor([4, 2, 1])
     state['head.weight'], state['head.bias'] = torch.randn(10, 512), torch.randn(10)
     src = tmp_path / 'vtpack.pth'
+    # the release saves its argparse arguments beside the weights: allowed
     torch.save({'model': state, 'args': argparse.Namespace(lr=1e-3)}, src)
+    run_tool('vtpack2mm.py', src, tmp_path / 'out.pth', '--model', 'pvt')
+    # any other object needs the user's trust
+    torch.save({'model': state, 'path': pathlib.PurePosixPath('/x')}, tmp_path / 'other.pth')
     with pytest.raises(RuntimeError, match='--trust-source'):
-        run_tool('vtpack2mm.py', src, tmp_path / 'out.pth', '--model', 'pvt')
-    run_tool('vtpack2mm.py', src, tmp_path / 'out.pth', '--model', 'pvt', '--trust-source')
+        run_tool('vtpack2mm.py', tmp_path / 'other.pth', tmp_path / 'o.pth', '--model', 'pvt')
+    run_tool('vtpack2mm.py', tmp_path / 'other.pth', tmp_path / 'o.pth', '--model', 'pvt',
+             '--trust-source')
     ckpt = torch.load(tmp_path / 'out.pth')
     assert ckpt['meta']['dge_granularities'] == [1, 2, 4]
     loaded = vtpack_mm.PVT(arch='tiny', with_cls_token=True, final_norm=True,

@@ -87,10 +87,12 @@ class BudgetLossHook(Hook):
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         self._backbone = find_dge_backbone(model)
-        if 'loss' in vars(model):
-            raise RuntimeError('the model already has a wrapped loss(); is BudgetLossHook '
+        if getattr(vars(model).get('loss'), 'adds_budget_loss', False):
+            raise RuntimeError('the model already has a budget loss; is BudgetLossHook '
                                'in custom_hooks twice?')
-        model.loss = functools.partial(self._losses_with_budget, model.loss)
+        wrapped = functools.partial(self._losses_with_budget, model.loss)
+        wrapped.adds_budget_loss = True
+        model.loss = wrapped
         self._model = model
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:

@@ -4,7 +4,7 @@ from typing import Dict, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from mmengine.logging import MMLogger
+from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -14,6 +14,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...dge import ComplexityMeter, DynamicGrainedEncoder
 from ..layers.attention import DeformablePointAttention
+from .state_dict import find_prefix, fit_state_dict, log_dropped, take_prefix, unwrap_checkpoint
 
 DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate',
             'logit_shift')
@@ -62,6 +63,7 @@ class DGEBackbone(BaseModule):
     def __init__(self, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         self.last_complexity: Optional[ComplexityMeter] = None
+        self._register_load_state_dict_pre_hook(self._fit_on_load)
 
     # --- configuration helpers ---------------------------------------------------------
     @staticmethod
@@ -192,20 +194,6 @@ class DGEBackbone(BaseModule):
         table, so a checkpoint's table of another size can be resized on load."""
         return []
 
-    def adapt_state_dict(self, state_dict: dict) -> dict:
-        """Resize the checkpoint's square position tables to this model's."""
-        for key, param, grid, extra, mode in self.table_specs():
-            pos = state_dict.get(key)
-            if pos is None or pos.shape == param.shape:
-                continue
-            n = pos.shape[1] - extra
-            side = int(round(n**0.5))
-            if side * side != n:
-                raise ValueError(f'{key}: cannot resize a table of {pos.shape[1]} entries '
-                                 f'(not {extra} + a square)')
-            state_dict[key] = resize_pos_embed(pos, (side, side), grid, extra, mode)
-        return state_dict
-
     @staticmethod
     def check_common(name: str, out_type: str, out_types, frozen_stages: int, num_units: int):
         if out_type not in out_types:
@@ -214,24 +202,37 @@ class DGEBackbone(BaseModule):
             raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
                              f'{num_units - 1}]')
 
+    def _fit_on_load(self, state_dict, prefix, *args):
+        """Load-state-dict pre-hook: fit this backbone's part of ``state_dict`` (keys under
+        ``prefix``) in place, so every loading route converts layouts, drops
+        classifier-only entries and resizes position tables."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        if not keys:
+            return
+        sub = {k[len(prefix):]: state_dict.pop(k) for k in keys}
+        sub, dropped = fit_state_dict(self, sub)
+        log_dropped(self, dropped, f'weights under {prefix!r}' if prefix else 'weights')
+        state_dict.update({prefix + k: v for k, v in sub.items()})
+
     def load_pretrained(self, filename: str, prefix: Optional[str] = None):
         """Load backbone weights, refusing any key or shape that does not fit.
 
-        Only the DGE routers may be missing (a vanilla checkpoint in a DGE backbone); they
-        keep their fresh initialisation, which picks the finest granularity everywhere.
+        ``prefix`` (e.g. 'backbone.' for a whole detector or classifier) is found when not
+        given. Classifier-only entries this backbone lacks are dropped and logged; only
+        the DGE routers may be missing (a vanilla checkpoint in a DGE backbone): they keep
+        their fresh initialisation, which picks the finest granularity everywhere.
         """
-        logger = MMLogger.get_current_instance()
         ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-        state = ckpt
-        for key in ('state_dict', 'model', 'module'):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-                break
-        if prefix:
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-            if not state:
-                raise KeyError(f'{filename}: no key starts with prefix {prefix!r}')
-        state = self.adapt_state_dict(self.convert_state_dict(dict(state)))
+        state = unwrap_checkpoint(ckpt)
+        if prefix is None:
+            prefix = find_prefix(state)
+        groups = {}  # what lies outside the prefix (a whole model's neck, heads), by module
+        for k in state:
+            if not k.startswith(prefix):
+                groups[k.split('.')[0]] = groups.get(k.split('.')[0], 0) + 1
+        outside = [f'{g}.* ({n} keys)' for g, n in sorted(groups.items())]
+        state, dropped = fit_state_dict(self, take_prefix(state, prefix, filename))
+        log_dropped(self, outside + dropped, filename)
         own = self.state_dict()
         unexpected = sorted(set(state) - set(own))
         missing = sorted(set(own) - set(state))
@@ -251,7 +252,7 @@ class DGEBackbone(BaseModule):
                              f'(arch as configured): ' + '; '.join(problems))
         self.load_state_dict(state, strict=False)
         if router_missing:
-            logger.info(f'{type(self).__name__}: loaded {filename}; {len(router_missing)} DGE '
-                        f'router keys are not in it and keep their initialisation '
-                        f'(finest granularity everywhere): {router_missing[:4]}...')
+            print_log(f'{type(self).__name__}: loaded {filename}; {len(router_missing)} DGE '
+                      f'router keys are not in it and keep their initialisation (finest '
+                      f'granularity everywhere): {router_missing[:4]}...', logger='current')
         return router_missing

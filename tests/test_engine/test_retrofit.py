@@ -1,0 +1,132 @@
+"""tools/retrofit.py and RetrofitHook: a vanilla detector made dynamic by distillation."""
+import os
+import runpy
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner, load_checkpoint
+
+from vtpack_mm.compat import allow_runner_checkpoints
+from vtpack_mm.engine import feature_distill_loss
+from vtpack_mm.engine.retrofit_config import retrofit_config
+from vtpack_mm.engine.retrofit_hook import trainable_parameters
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VANILLA = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t_fpn_600i_shapes-128.py')
+DGE = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
+
+
+@pytest.fixture(scope='module')
+def coco(shapes):
+    return os.path.join(str(shapes), 'coco') + '/'
+
+
+def on_tiny_data(cfg, root, work_dir, iters=2):
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[loader].dataset.data_root = root
+    cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = \
+        root + 'annotations/instances_val.json'
+    cfg.train_cfg.max_iters = iters
+    cfg.train_cfg.val_interval = iters
+    cfg.param_scheduler = []
+    cfg.default_hooks.checkpoint.interval = iters
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+@pytest.fixture(scope='module')
+def vanilla_ckpt(coco, tmp_path_factory):
+    allow_runner_checkpoints()
+    work = tmp_path_factory.mktemp('vanilla')
+    Runner.from_cfg(on_tiny_data(Config.fromfile(VANILLA), coco, work)).train()
+    return str(work / 'iter_2.pth')
+
+
+def state(path):
+    return torch.load(path, map_location='cpu')['state_dict']
+
+
+def test_distill_loss_is_relative_per_level():
+    t = [torch.randn(2, 4, 8, 8), 100 * torch.randn(2, 8, 4, 4)]
+    assert feature_distill_loss(t, t) == 0
+    # the same relative error on each level weighs the same whatever the level's scale
+    s = [t[0] * 1.1, t[1] * 1.1]
+    torch.testing.assert_close(feature_distill_loss(s, t), torch.tensor(0.01))
+    with pytest.raises(ValueError, match='outputs'):
+        feature_distill_loss(t[:1], t)
+
+
+def test_retrofit_trains_routers_only_and_gives_an_ordinary_dge_checkpoint(
+        coco, vanilla_ckpt, tmp_path):
+    cfg = retrofit_config(Config.fromfile(VANILLA), vanilla_ckpt, budget=0.5, scope='routers',
+                          iters=2)
+    cfg = on_tiny_data(cfg, coco, tmp_path / 'retrofit')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    hub = runner.message_hub
+    assert hub.get_scalar('train/loss_distill').current() >= 0
+    assert 'train/loss_budget' in hub.log_scalars and 'train/beta' in hub.log_scalars
+    # only the distillation and budget terms: the detector's own losses never ran
+    assert not any(k.startswith('train/loss_rpn') or k.startswith('train/loss_cls')
+                   for k in hub.log_scalars)
+    before, after = state(vanilla_ckpt), state(str(tmp_path / 'retrofit' / 'iter_2.pth'))
+    routers = [k for k in after if '.dge.router.' in k]
+    assert routers and set(after) - set(before) == set(routers)
+    for k, v in before.items():  # backbone, neck and heads: the vanilla weights, unchanged
+        assert torch.equal(after[k], v), k
+    # the routers trained: their weights start at zero (finest everywhere)
+    assert any(after[k].abs().sum() > 0 for k in routers if k.endswith('gate.weight'))
+    # an ordinary DGE checkpoint: strict load into the DGE config's model, then evaluate
+    test_cfg = on_tiny_data(Config.fromfile(DGE), coco, tmp_path / 'test')
+    test_cfg.load_from = str(tmp_path / 'retrofit' / 'iter_2.pth')
+    tester = Runner.from_cfg(test_cfg)
+    load_checkpoint(tester.model, test_cfg.load_from, strict=True)
+    metrics = tester.test()
+    assert 'coco/bbox_mAP' in metrics
+
+
+def test_retrofit_scopes(coco, vanilla_ckpt, tmp_path):
+    import vtpack_mm
+    backbone = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(1, 2, 4)))
+    routers = trainable_parameters(backbone, 'routers')
+    norms = trainable_parameters(backbone, 'routers_norms')
+    everything = trainable_parameters(backbone, 'backbone')
+    assert routers and all('.dge.router.' in k for k in routers)
+    assert set(routers) < set(norms) < set(everything)
+    assert all('.dge.router.' in k or 'norm' in k for k in norms)
+    assert len(everything) == len(list(backbone.parameters()))
+    with pytest.raises(ValueError, match='scope'):
+        trainable_parameters(backbone, 'heads')
+
+    cfg = retrofit_config(Config.fromfile(VANILLA), vanilla_ckpt, scope='backbone', iters=2)
+    Runner.from_cfg(on_tiny_data(cfg, coco, tmp_path / 'all')).train()
+    before, after = state(vanilla_ckpt), state(str(tmp_path / 'all' / 'iter_2.pth'))
+    changed = {k for k, v in before.items() if not torch.equal(after[k], v)}
+    assert changed and all(k.startswith('backbone.') for k in changed)
+
+
+def test_retrofit_tool_runs_and_resumes(coco, vanilla_ckpt, tmp_path):
+    work = tmp_path / 'tool'
+    opts = ['--cfg-options', f'train_dataloader.dataset.data_root={coco}',
+            f'val_dataloader.dataset.data_root={coco}', f'test_dataloader.dataset.data_root={coco}',
+            f'val_evaluator.ann_file={coco}annotations/instances_val.json',
+            f'test_evaluator.ann_file={coco}annotations/instances_val.json']
+    argv = [VANILLA, vanilla_ckpt, '--budget', '0.5', '--iters', '2', '--work-dir', str(work)]
+    old = sys.argv
+    try:
+        sys.argv = ['retrofit.py'] + argv + opts
+        runpy.run_path(os.path.join(ROOT, 'tools', 'retrofit.py'), run_name='__main__')
+        assert (work / 'iter_2.pth').is_file() and (work / 'iter_1.pth').is_file()
+        # resume from iteration 1
+        os.remove(work / 'iter_2.pth')
+        with open(work / 'last_checkpoint', 'w') as f:
+            f.write(str(work / 'iter_1.pth'))
+        sys.argv = ['retrofit.py'] + argv + ['--resume'] + opts
+        runpy.run_path(os.path.join(ROOT, 'tools', 'retrofit.py'), run_name='__main__')
+    finally:
+        sys.argv = old
+    assert torch.load(work / 'iter_2.pth', map_location='cpu')['meta']['iter'] == 2
+    logs = sorted(work.glob('*/*.log'))
+    assert len(logs) == 2 and 'resumed' in logs[-1].read_text()

@@ -1,0 +1,103 @@
+"""Fitting a checkpoint's backbone weights to a backbone as configured.
+
+One function, :func:`fit_state_dict`, does it for every loading route: ``init_cfg``
+``Pretrained``, the Runner's ``load_from`` and ``resume`` (through the load-state-dict
+pre-hook every :class:`~vtpack_mm.models.backbones.base.DGEBackbone` registers), and
+direct ``load_state_dict`` calls. It
+
+1. converts a foreign key layout (official PVT, vtpack, mmdet PVT, timm / mmpretrain DeiT)
+   to ours, through the backbone's ``convert_state_dict``;
+2. drops what only a classifier has when the backbone lacks it (class token, final norm,
+   heads), and the class-token slot of a position table whose backbone has no class token;
+3. resizes square position tables to the backbone's grid.
+
+Anything else that does not fit is left for the caller to report (missing, unexpected
+keys and shape mismatches, by name).
+"""
+from typing import Dict, List, Optional, Tuple
+
+from mmengine.logging import print_log
+from torch import Tensor
+
+# keys of classifier heads in the layouts we read (timm/official, mmpretrain, vtpack)
+HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
+# keys a classifier backbone has and a dense-prediction one may lack
+CLASSIFIER_PREFIXES = ('cls_token', 'norm.')
+STATE_KEYS = ('state_dict', 'model', 'module')
+# wrappers whose sub-dict holds a backbone: detectors/segmentors/classifiers, DDP
+PREFIX_CANDIDATES = ('backbone.', 'module.backbone.', 'module.')
+
+
+def unwrap_checkpoint(ckpt) -> Dict[str, Tensor]:
+    """The flat state dict inside a checkpoint ('state_dict', 'model' or 'module' entry)."""
+    state = ckpt
+    for key in STATE_KEYS:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f'no state dict found in the checkpoint (got {type(ckpt).__name__})')
+    return state
+
+
+def find_prefix(state: Dict[str, Tensor]) -> str:
+    """The prefix under which a checkpoint holds its backbone ('' for a bare backbone)."""
+    for prefix in PREFIX_CANDIDATES:
+        if any(k.startswith(prefix) for k in state):
+            if prefix == 'module.' and not all(k.startswith(prefix) for k in state):
+                continue
+            return prefix
+    return ''
+
+
+def take_prefix(state: Dict[str, Tensor], prefix: str, source: str = 'checkpoint'):
+    if not prefix:
+        return dict(state)
+    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise KeyError(f'{source}: no key starts with prefix {prefix!r} (first keys: '
+                       f'{list(state)[:4]})')
+    return out
+
+
+def _square_side(n: int) -> Optional[int]:
+    side = int(round(n**0.5))
+    return side if n >= 0 and side * side == n else None
+
+
+def fit_state_dict(backbone, state: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], List[str]]:
+    """``state`` (backbone keys, any supported layout) fitted to ``backbone``.
+
+    Returns the new state dict and the sorted list of keys dropped as classifier-only.
+    Raises ``ValueError`` for a position table that cannot be resized, naming it.
+    """
+    from .base import resize_pos_embed
+    own = dict(backbone.named_parameters())
+    own.update(backbone.named_buffers())
+    heads = [k for k in state if k.startswith(HEAD_PREFIXES) and k not in own]
+    state = backbone.convert_state_dict({k: v for k, v in state.items() if k not in heads})
+    extra = [k for k in state if k not in own and k.startswith(CLASSIFIER_PREFIXES)]
+    state = {k: v for k, v in state.items() if k not in extra}
+    dropped = sorted(heads + extra)
+    for key, param, grid, num_extra, mode in backbone.table_specs():
+        pos = state.get(key)
+        if pos is None or pos.shape == param.shape or pos.dim() != 3:
+            continue
+        n = pos.shape[1]
+        side = _square_side(n - num_extra)
+        if side is None and num_extra == 0 and _square_side(n - 1):
+            pos, side = pos[:, 1:], _square_side(n - 1)  # a class-token slot we do not have
+            dropped.append(f'{key}[0] (class-token slot)')
+        if side is None:
+            raise ValueError(f'{key}: cannot resize a position table of {n} entries to '
+                             f'{num_extra} + {grid[0]}x{grid[1]}: {n} is not {num_extra} + a '
+                             f'square (or 1 + a square for a class-token slot)')
+        state[key] = resize_pos_embed(pos, (side, side), grid, num_extra, mode)
+    return state, dropped
+
+
+def log_dropped(backbone, dropped: List[str], source: str = 'checkpoint'):
+    if dropped:
+        print_log(f'{type(backbone).__name__}: {source}: dropped {len(dropped)} entries the '
+                  f'backbone does not have (classifier-only, or outside its prefix): '
+                  f'{", ".join(dropped)}', logger='current')
