@@ -54,10 +54,11 @@ def allow_runner_checkpoints():
         return
     from mmengine.logging import HistoryBuffer
     # argparse.Namespace: the paper's release (a DeiT-style trainer) saves its arguments
-    # beside the weights; a Namespace only holds attributes.
+    # beside the weights; a Namespace only holds attributes. bytes: protocol-2 pickles
+    # (torch.save's) write an empty numpy array's buffer as a call to bytes().
     torch.serialization.add_safe_globals(
-        [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), argparse.Namespace] +
-        _numpy_safe_types())
+        [HistoryBuffer, (_history_buffer_method, 'builtins.getattr'), argparse.Namespace,
+         bytes] + _numpy_safe_types())
     _applied = True
 
 

@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -62,6 +63,15 @@ def test_runner_checkpoint_loads_and_resumes(tmp_path):
     assert resumed.iter == 4
     buf = resumed.message_hub.get_scalar('train/loss')
     assert len(buf.data[0]) == 4, 'the loss history of the first run must be restored'
+
+
+def test_empty_numpy_arrays_load_weights_only(tmp_path):
+    """torch.save (pickle protocol 2) writes an empty array's buffer as a bytes() call."""
+    allow_runner_checkpoints()
+    path = tmp_path / 'np.pth'
+    torch.save({'meta': {'empty': np.zeros((0, 3), np.float32), 'one': np.ones(2)}}, path)
+    meta = torch.load(path, weights_only=True)['meta']
+    assert meta['empty'].shape == (0, 3) and meta['one'].tolist() == [1.0, 1.0]
 
 
 TOY_MODULE = '''

@@ -1,6 +1,7 @@
 """tools/retrofit.py and RetrofitHook: a vanilla detector made dynamic by distillation."""
 import os
 import runpy
+import subprocess
 import sys
 
 import pytest
@@ -130,3 +131,24 @@ def test_retrofit_tool_runs_and_resumes(coco, vanilla_ckpt, tmp_path):
     assert torch.load(work / 'iter_2.pth', map_location='cpu')['meta']['iter'] == 2
     logs = sorted(work.glob('*/*.log'))
     assert len(logs) == 2 and 'resumed' in logs[-1].read_text()
+
+
+def test_retrofit_tool_under_ddp_with_gloo(coco, vanilla_ckpt, tmp_path):
+    """Two gloo processes (torchrun): the frozen necks/heads get no gradient, which DDP
+    accepts because the retrofit config asks for find_unused_parameters."""
+    work = tmp_path / 'ddp'
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='', OMP_NUM_THREADS='1')
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--standalone',
+           os.path.join(ROOT, 'tools', 'retrofit.py'), VANILLA, vanilla_ckpt, '--iters', '2',
+           '--work-dir', str(work), '--launcher', 'pytorch', '--cfg-options',
+           f'train_dataloader.dataset.data_root={coco}', 'train_dataloader.batch_size=2',
+           f'val_dataloader.dataset.data_root={coco}', f'test_dataloader.dataset.data_root={coco}',
+           f'val_evaluator.ann_file={coco}annotations/instances_val.json',
+           f'test_evaluator.ann_file={coco}annotations/instances_val.json']
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    before, after = state(vanilla_ckpt), state(str(work / 'iter_2.pth'))
+    routers = [k for k in after if '.dge.router.' in k and k.endswith('gate.weight')]
+    assert any(after[k].abs().sum() > 0 for k in routers)
+    for k, v in before.items():
+        assert torch.equal(after[k], v), k

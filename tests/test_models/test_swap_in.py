@@ -40,6 +40,9 @@ def routers_have_grad(model):
 
 
 def train_step(model, data):
+    # seeded: stochastic depth (rate 0.1 in the zoo configs) drops a layer's branch for
+    # both images of this batch now and then, which leaves the router before it no gradient
+    torch.manual_seed(0)
     model.train()
     data = model.data_preprocessor(data, True)
     losses = model(**data, mode='loss')

@@ -135,3 +135,16 @@ def test_published_model_evaluates_like_its_source(trained, tmp_path):
     assert os.path.isfile(printed)
     assert os.path.basename(printed) == os.path.basename(final)
     assert sha8(printed) == os.path.basename(final)[len('pvt-'):-len('.pth')]
+
+
+def test_published_whole_model_initialises_a_backbone(trained, tmp_path):
+    """init_cfg=Pretrained takes a published file of a whole model ('backbone.' keys)."""
+    model, _ = trained
+    state = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    state['neck.conv.weight'] = torch.zeros(4, 64, 1, 1)
+    torch.save({'meta': dict(META), 'state_dict': state, 'optimizer': {}}, tmp_path / 'det.pth')
+    final = publish(tmp_path / 'det.pth', tmp_path / 'det_pub.pth')
+    loaded = vtpack_mm.PVT(**TINY, init_cfg=dict(type='Pretrained', checkpoint=final))
+    loaded.init_weights()
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k

@@ -2,9 +2,8 @@
 from typing import Optional
 
 from mmcv.cnn import build_norm_layer
-from mmcv.cnn.bricks.drop import build_dropout
 from mmcv.cnn.bricks.transformer import FFN
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...dge import DenseQueries, QueryLayout, SparseQueryBlock, linear_macs, norm_macs
 from .attention import DeformablePointAttention, SpatialReductionAttention
@@ -54,14 +53,26 @@ class EncoderLayer(SparseQueryBlock):
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.ffn = FFN(embed_dims, feedforward_channels, num_fcs=2, ffn_drop=drop_rate,
                        act_cfg=act_cfg, add_identity=False)
-        self.drop_path = build_dropout(
-            dict(type='DropPath', drop_prob=drop_path_rate)) if drop_path_rate > 0 else nn.Identity()
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        self.drop_path_rate = float(drop_path_rate)
 
     def forward_queries(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
         kv_in = self.norm1(x)
         q_in = kv_in.view_as(q) if isinstance(queries, DenseQueries) else self.norm1(q)
-        q = q + self.drop_path(self.attn(q_in, queries, kv_in))
-        return q + self.drop_path(self.ffn(self.norm2(q)))
+        q = q + self.drop_path(self.attn(q_in, queries, kv_in), queries)
+        return q + self.drop_path(self.ffn(self.norm2(q)), queries)
+
+    def drop_path(self, branch: Tensor, queries: QueryLayout) -> Tensor:
+        """Stochastic depth: in training, drop a residual branch for whole images (each
+        image's rows kept together with probability 1 - rate and rescaled), as official
+        PVT/DeiT do. The rows are packed queries of several images, so a per-row mask
+        would drop single tokens instead."""
+        if not self.training or self.drop_path_rate == 0.0:
+            return branch
+        keep = 1.0 - self.drop_path_rate
+        mask = branch.new_empty(queries.batch_size).bernoulli_(keep).div_(keep)
+        return branch * mask.index_select(0, queries.batch_index(branch.device)).unsqueeze(-1)
 
     def query_macs(self, num_inputs, num_queries, hw):
         C = self.embed_dims
