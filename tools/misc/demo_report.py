@@ -1,6 +1,6 @@
 """Report of the main job (tools/run_demo.sh): accuracy against complexity on the shapes data.
 
-    python tools/misc/demo_report.py WORK --out OUT [--shifts -2 -1 0 1 2 3]
+    python tools/misc/demo_report.py WORK --out OUT [--shifts -8 -4 -2 2 4 8]
 
 WORK holds one folder per seed (seed0, seed1, ...), each with the four training runs of
 run_demo.sh (vanilla, dge_scratch, retrofit, retrofit_ft). For every finished run this
