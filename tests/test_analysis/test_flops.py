@@ -58,12 +58,9 @@ def run_tool(*argv):
         sys.argv = old
 
 
-def test_get_flops_on_images(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, 'tests', 'test_tools'))
-    from test_demo import make_data
-    make_data(tmp_path / 'shapes')
+def test_get_flops_on_images(shapes, tmp_path):
     cfg = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
-    run_tool(cfg, '--images', tmp_path / 'shapes' / 'coco' / 'val', '--limit', '2',
+    run_tool(cfg, '--images', shapes / 'coco' / 'val', '--limit', '2',
              '--out', tmp_path / 'flops.json')
     res = json.loads((tmp_path / 'flops.json').read_text())
     assert res['inputs'] == 2 and res['scope'] == 'whole model'

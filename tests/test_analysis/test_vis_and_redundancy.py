@@ -13,18 +13,9 @@ import vtpack_mm
 from vtpack_mm.analysis.redundancy import RedundancyProbe, patch_pcc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, 'tests', 'test_tools'))
-from test_demo import make_data  # noqa: E402
 
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
 CLS = os.path.join(ROOT, 'configs', 'demo', 'pvt-t-dge-b0.5_200i_shapes-128.py')
-
-
-@pytest.fixture(scope='module')
-def shapes(tmp_path_factory):
-    out = tmp_path_factory.mktemp('shapes')
-    make_data(out)
-    return out
 
 
 def run_tool(path, *argv):
