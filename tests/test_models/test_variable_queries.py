@@ -25,3 +25,23 @@ def test_batch_equals_single_images(attn_cfg, E):
         for i in range(3):
             layer.dge.force_choice = choice[i:i + 1]
             torch.testing.assert_close(y[i:i + 1], layer(x[i:i + 1], hw))
+
+
+@pytest.mark.parametrize('train_mode', ['sparse', 'dense'])
+@pytest.mark.parametrize('attn_cfg', [dict(type='sra', sr_ratio=2), dict(type='deform')])
+def test_every_region_skipped_gives_zero_queries(attn_cfg, train_mode):
+    """Phi with 0, every region skipped and no extra token: no query at all, the layer is
+    the identity (DPVT's compiled op once failed on an empty query set)."""
+    torch.manual_seed(0)
+    layer = EncoderLayer(16, 2, 32, attn_cfg=attn_cfg,
+                         dge_cfg=dict(granularities=(0, 1, 2), train_mode=train_mode))
+    layer.dge.force_choice = 0
+    x = torch.randn(2, 6 * 10, 16, requires_grad=True)
+    for training in (False, True):
+        layer.train(training)
+        y = layer(x, (6, 10))
+        if not training or train_mode == 'sparse':
+            assert layer.dge.last_queries.num_queries == 0
+        torch.testing.assert_close(y, x)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all()

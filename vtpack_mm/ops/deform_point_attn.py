@@ -88,4 +88,4 @@ def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, lengths: List[
     out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
                                         weights.to(dtype).contiguous(), batch,
                                         (int(hw[0]), int(hw[1])))
-    return out.reshape(out.shape[0], -1)
+    return out.reshape(out.shape[0], value.shape[2] * value.shape[3])  # T may be 0
