@@ -5,9 +5,17 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import settings
 from torch import nn
 
 from vtpack_mm.dge import SparseQueryBlock
+
+
+# Property tests draw the same examples on every run (a failure reproduces as it is) and
+# print the blob that replays a failing example; HYPOTHESIS_PROFILE=explore draws anew.
+settings.register_profile('ci', derandomize=True, print_blob=True)
+settings.register_profile('explore', print_blob=True)
+settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))
 
 
 class TinyBlock(SparseQueryBlock):
