@@ -116,10 +116,10 @@ class DeiT(DGEBackbone):
         meter = ComplexityMeter()
         B = x.shape[0]
         in_hw = tuple(x.shape[-2:])
-        x, hw = self.patch_embed(x)
-        if hw[0] == 0 or hw[1] == 0:
+        if min(in_hw) < self.patch_size:
             raise ValueError(f'DeiT: input {in_hw} is smaller than one {self.patch_size}x'
                              f'{self.patch_size} patch')
+        x, hw = self.patch_embed(x)
         conv = self.patch_embed.projection
         meter.add('embed', linear_macs(hw[0] * hw[1], conv.in_channels * self.patch_size**2,
                                        conv.out_channels))
