@@ -81,3 +81,25 @@ def test_compiled_deformable_op_is_counted_like_its_reference():
         with use_kernels(kernels), torch.no_grad():
             counts.append(count_flops(model, (x, )))
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize('phis', [(1, 2, 4), (2, 4), (0, 2)])
+def test_routed_flops_static_is_vanilla_whatever_the_granularities(phis):
+    """The static count is the vanilla model's (plus the routers), also when the finest
+    granularity is not 1; the dynamic count lies between 0 and the static one."""
+    from vtpack_mm.analysis.flops import routed_flops
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 128, 128)
+    vanilla = vtpack_mm.PVT(arch='tiny').eval()
+    dge = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=phis)).eval()
+    with torch.no_grad():
+        expected = count_flops(vanilla, (x, ))
+        res = routed_flops(dge, dge, x)
+    routers = res['backbone_static'] - vanilla.last_complexity.total_static()
+    assert 0 < routers < 1e-3 * expected
+    assert res['static'] == pytest.approx(expected + routers, rel=1e-9)
+    assert 0 < res['dynamic'] <= res['static']
+    if 1 not in phis:  # fresh routers pick the finest granularity: phi = 2 halves queries
+        assert res['dynamic'] < 0.5 * res['static']
+    torch.testing.assert_close(torch.tensor(res['dynamic'] / res['static']),
+                               torch.tensor(res['beta']), rtol=0.01, atol=0)

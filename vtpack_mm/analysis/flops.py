@@ -77,28 +77,30 @@ def routed_flops(module, backbone, inputs) -> Dict[str, float]:
     """Static and dynamic FLOPs of ``module(inputs)``, a module that runs ``backbone``
     (the backbone itself or a whole model), under the A.3 protocol.
 
-    Static: mmengine's count with every region at its finest granularity (the vanilla
-    computation; the routers' own cost included). Dynamic: that, with the backbone's
-    static cost replaced by its cost per enabled query in the routed pass.
+    Static: mmengine's count of the vanilla computation (every DGE block run as the vanilla
+    block, whatever its granularities) plus the routers' own cost. Dynamic: that, with the
+    backbone's static cost replaced by its cost per enabled query in the routed pass.
     """
-    dges = backbone.dge_modules()
-    finest = [min(range(len(d.granularities)),
-                  key=lambda k: (d.granularities[k] == 0, d.granularities[k])) for d in dges]
-    saved = [d.force_choice for d in dges]
-    for d, k in zip(dges, finest):
-        d.force_choice = k
+    from ..dge import SparseQueryBlock
+    blocks = [m for m in backbone.modules()
+              if isinstance(m, SparseQueryBlock) and m.dge is not None]
+    saved = [b.dge for b in blocks]
+    for b in blocks:  # the vanilla pass; forcing the finest granularity is not one when
+        b.dge = None  # the finest is not 1 (phi = 2 pools even then)
     try:
-        static_total = count_flops(module, (inputs, ))
-        static_backbone_meter = backbone.last_complexity.total_static()
+        vanilla_total = count_flops(module, (inputs, ))
+        vanilla_backbone = backbone.last_complexity.total_static()
     finally:
-        for d, s in zip(dges, saved):
-            d.force_choice = s
+        for b, dge in zip(blocks, saved):
+            b.dge = dge
     module(inputs)  # the routed pass
     meter = backbone.last_complexity
+    routers = meter.total_static() - vanilla_backbone  # the meter's static counts them
+    static_total = vanilla_total + routers
     dynamic_backbone = float(meter.total_dynamic().float().mean()) if torch.is_tensor(
         meter.total_dynamic()) else float(meter.total_dynamic())
     return dict(static=float(static_total),
-                dynamic=float(static_total) - static_backbone_meter + dynamic_backbone,
+                dynamic=float(static_total) - meter.total_static() + dynamic_backbone,
                 backbone_static=meter.total_static(), backbone_dynamic=dynamic_backbone,
                 beta=float(meter.ratio().float().mean()), layers=meter.layer_ratios())
 
