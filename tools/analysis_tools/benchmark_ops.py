@@ -84,7 +84,8 @@ def compare(name, variants, args, grad=False, base='kernel'):
     cells = '  '.join(f'{k} {1e3 * s["median"]:8.2f} ms ({1 / ratios[k]:5.2f}x)'
                       for k, s in stats.items())
     print(f'  {name:<16s} {cells}')
-    return dict(stats=stats, speedup_of_base={k: 1 / r for k, r in ratios.items()})
+    return dict(stats=stats, speedup_of_base={k: 1 / r for k, r in ratios.items()},
+                times=times)
 
 
 def bench_stage(i, hw, args, g):
@@ -173,6 +174,7 @@ def bench_stage(i, hw, args, g):
                           args.repeats)
     share = [o / t for o, t in zip(times['overhead'], times['layer'])]
     res['overhead_share'] = sorted(share)[len(share) // 2]
+    res['overhead_times'] = times
     print(f'  DGE overhead: {1e3 * summarize(times["overhead"])["median"]:.2f} ms of a '
           f'{1e3 * summarize(times["layer"])["median"]:.2f} ms layer '
           f'({100 * res["overhead_share"]:.1f}%)')
