@@ -43,6 +43,8 @@ def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None,
         choice = torch.full((B, geo.num_regions), phis.index(min(p for p in phis if p)))
     elif choice_rule == 'coarsest':
         choice = torch.full((B, geo.num_regions), phis.index(max(phis)))
+    elif choice_rule == 'skip':  # every region skipped (phi = 0): only extra tokens query
+        choice = torch.full((B, geo.num_regions), phis.index(0))
     else:
         choice = logits.argmax(-1)
     gate_param = None

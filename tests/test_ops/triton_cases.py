@@ -65,10 +65,26 @@ def test_gated_unpool_gradients():
         torch.testing.assert_close(a, b, **TOL)
 
 
+@pytest.mark.parametrize('dense', [False, True])
+def test_grained_ops_without_queries(dense):
+    """Every region skipped and no extra token: no query at all (empty scale tensors)."""
+    qs, x, delta, gate = make_case(2, 6, 5, 0, (0, 1, 2), None, 7, 4, dense, 'skip',
+                                   dtype=torch.float64)
+    if not dense:
+        assert qs.num_queries == 0
+    with use_triton_on_cpu():
+        got = run(qs, x, delta, gate, kernels=True)
+    for a, b in zip(got, run(qs, x, delta, gate, kernels=False)):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, **TOLS[torch.float64])
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('lengths,H,W,heads,d,P', [([7], 5, 6, 1, 8, 4),
                                                    ([3, 11, 1], 7, 4, 2, 5, 4),
-                                                   ([4], 1, 1, 3, 1, 1)])
+                                                   ([4], 1, 1, 3, 1, 1),
+                                                   ([3, 2], 4, 5, 2, 300, 2),  # d > one block
+                                                   ([0, 0], 4, 5, 2, 8, 4)])  # no query
 def test_deform_point_attn(lengths, H, W, heads, d, P, dtype):
     value, xy, weights = deform_case(lengths, H, W, heads, d, P, seed=H * W, dtype=dtype)
     with use_triton_on_cpu():

@@ -76,7 +76,8 @@ def _token_gather_kernel(src_ptr, t2q_ptr, gate_ptr, scale_ptr, base_ptr, out_pt
         if HAS_GATE:
             w = w * tl.load(gate_ptr + i * K + k).to(ACC)
         if HAS_SCALE:
-            w = w * tl.load(scale_ptr + tc).to(ACC)
+            # masked: with no query at all the scale tensor is empty
+            w = w * tl.load(scale_ptr + tc, mask=valid, other=0.0).to(ACC)
         row = tl.load(src_ptr + tc * C + cs, mask=cmask & valid, other=0.0).to(ACC)
         acc += w * row
     tl.store(out_ptr + i * C + cs, acc.to(out_ptr.dtype.element_ty), mask=cmask)
@@ -115,59 +116,79 @@ def _corner(value_ptr, grad_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask, w,
 
 
 @triton.jit
+def _bilinear(xy_ptr, w_ptr, j, ACC: tl.constexpr):
+    """Point ``j``: its weight, top-left neighbour and the four bilinear weights."""
+    x = tl.load(xy_ptr + 2 * j).to(ACC)
+    y = tl.load(xy_ptr + 2 * j + 1).to(ACC)
+    a = tl.load(w_ptr + j).to(ACC)
+    xf = tl.floor(x)
+    yf = tl.floor(y)
+    fx = x - xf
+    fy = y - yf
+    return a, xf.to(tl.int64), yf.to(tl.int64), fx, fy
+
+
+@triton.jit
 def _deform_kernel(value_ptr, xy_ptr, w_ptr, batch_ptr, out_ptr, gout_ptr, gvalue_ptr,
                    gxy_ptr, gw_ptr, H, W, heads, d, P: tl.constexpr, BACKWARD: tl.constexpr,
                    BLOCK_D: tl.constexpr, ACC: tl.constexpr):
-    i = tl.program_id(0).to(tl.int64)  # (query, head) pair
+    """One (query, head) pair; channels in blocks of BLOCK_D, as many as ``d`` needs."""
+    i = tl.program_id(0).to(tl.int64)
     t = i // heads
     h = i % heads
     b = tl.load(batch_ptr + t)
-    ds = tl.arange(0, BLOCK_D)
-    dmask = ds < d
     vbase = b * H * W * heads + h  # value[b, pos, h, :] = (vbase + pos * heads) * d
     if BACKWARD:
-        g = tl.load(gout_ptr + i * d + ds, mask=dmask, other=0.0).to(ACC)
-    else:
-        g = tl.zeros([BLOCK_D], dtype=ACC)
-    acc = tl.zeros([BLOCK_D], dtype=ACC)
-    for p in tl.static_range(P):
-        j = i * P + p
-        x = tl.load(xy_ptr + 2 * j).to(ACC)
-        y = tl.load(xy_ptr + 2 * j + 1).to(ACC)
-        a = tl.load(w_ptr + j).to(ACC)
-        xf = tl.floor(x)
-        yf = tl.floor(y)
-        fx = x - xf
-        fy = y - yf
-        xi = xf.to(tl.int64)
-        yi = yf.to(tl.int64)
-        w00 = (1 - fx) * (1 - fy)
-        w01 = fx * (1 - fy)
-        w10 = (1 - fx) * fy
-        w11 = fx * fy
-        v00 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask,
-                      a * w00, BACKWARD, g, ACC)
-        v01 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi, H, W, heads, d, ds, dmask,
-                      a * w01, BACKWARD, g, ACC)
-        v10 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi + 1, H, W, heads, d, ds, dmask,
-                      a * w10, BACKWARD, g, ACC)
-        v11 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi + 1, H, W, heads, d, ds, dmask,
-                      a * w11, BACKWARD, g, ACC)
-        if BACKWARD:
-            d00 = tl.sum(g * v00, 0)
-            d01 = tl.sum(g * v01, 0)
-            d10 = tl.sum(g * v10, 0)
-            d11 = tl.sum(g * v11, 0)
-            tl.store(gw_ptr + j, (w00 * d00 + w01 * d01 + w10 * d10 + w11 * d11).to(
-                gw_ptr.dtype.element_ty))
+        # per point: scatter into the value gradient, and the four corner dot products
+        # g . v summed over every channel block before the location/weight gradients
+        for p in tl.static_range(P):
+            j = i * P + p
+            a, xi, yi, fx, fy = _bilinear(xy_ptr, w_ptr, j, ACC)
+            s00 = tl.zeros([BLOCK_D], dtype=ACC)
+            s01 = tl.zeros([BLOCK_D], dtype=ACC)
+            s10 = tl.zeros([BLOCK_D], dtype=ACC)
+            s11 = tl.zeros([BLOCK_D], dtype=ACC)
+            for d0 in range(0, d, BLOCK_D):
+                ds = d0 + tl.arange(0, BLOCK_D)
+                dmask = ds < d
+                g = tl.load(gout_ptr + i * d + ds, mask=dmask, other=0.0).to(ACC)
+                s00 += g * _corner(value_ptr, gvalue_ptr, vbase, xi, yi, H, W, heads, d, ds,
+                                   dmask, a * (1 - fx) * (1 - fy), True, g, ACC)
+                s01 += g * _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi, H, W, heads, d,
+                                   ds, dmask, a * fx * (1 - fy), True, g, ACC)
+                s10 += g * _corner(value_ptr, gvalue_ptr, vbase, xi, yi + 1, H, W, heads, d,
+                                   ds, dmask, a * (1 - fx) * fy, True, g, ACC)
+                s11 += g * _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi + 1, H, W, heads,
+                                   d, ds, dmask, a * fx * fy, True, g, ACC)
+            d00 = tl.sum(s00, 0)
+            d01 = tl.sum(s01, 0)
+            d10 = tl.sum(s10, 0)
+            d11 = tl.sum(s11, 0)
+            gw = (1 - fx) * (1 - fy) * d00 + fx * (1 - fy) * d01 + (1 - fx) * fy * d10 + \
+                fx * fy * d11
+            tl.store(gw_ptr + j, gw.to(gw_ptr.dtype.element_ty))
             dx = (1 - fy) * (d01 - d00) + fy * (d11 - d10)
             dy = (1 - fx) * (d10 - d00) + fx * (d11 - d01)
             tl.store(gxy_ptr + 2 * j, (a * dx).to(gxy_ptr.dtype.element_ty))
             tl.store(gxy_ptr + 2 * j + 1, (a * dy).to(gxy_ptr.dtype.element_ty))
-        else:
-            acc += a * (w00 * v00 + w01 * v01 + w10 * v10 + w11 * v11)
-    if not BACKWARD:
-        tl.store(out_ptr + i * d + ds, acc.to(out_ptr.dtype.element_ty), mask=dmask)
+    else:
+        for d0 in range(0, d, BLOCK_D):
+            ds = d0 + tl.arange(0, BLOCK_D)
+            dmask = ds < d
+            acc = tl.zeros([BLOCK_D], dtype=ACC)
+            for p in tl.static_range(P):
+                a, xi, yi, fx, fy = _bilinear(xy_ptr, w_ptr, i * P + p, ACC)
+                v00 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi, H, W, heads, d, ds, dmask,
+                              a, False, acc, ACC)
+                v01 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi, H, W, heads, d, ds,
+                              dmask, a, False, acc, ACC)
+                v10 = _corner(value_ptr, gvalue_ptr, vbase, xi, yi + 1, H, W, heads, d, ds,
+                              dmask, a, False, acc, ACC)
+                v11 = _corner(value_ptr, gvalue_ptr, vbase, xi + 1, yi + 1, H, W, heads, d, ds,
+                              dmask, a, False, acc, ACC)
+                acc += a * ((1 - fx) * (1 - fy) * v00 + fx * (1 - fy) * v01 +
+                            (1 - fx) * fy * v10 + fx * fy * v11)
+            tl.store(out_ptr + i * d + ds, acc.to(out_ptr.dtype.element_ty), mask=dmask)
 
 
 def grained_patch_reduce(x: Tensor, meta: Tensor, gate: Optional[Tensor], H: int, W: int,
