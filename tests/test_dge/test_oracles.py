@@ -101,3 +101,36 @@ def test_gumbel_straight_through_gradient_follows_the_formula(tau):
             expected = torch.zeros_like(logits)
             expected[row] = soft[row, i] * ((torch.arange(3) == i).double() - soft[row]) / tau
             torch.testing.assert_close(x.grad, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize('attn_cfg', [dict(type='sra', sr_ratio=2), dict(type='deform')])
+def test_sparse_and_dense_training_agree_for_the_same_choices(attn_cfg):
+    """With the choices fixed, the dense mode (every granularity computed, mixed by the
+    one-hot gate) and the sparse mode (only the chosen queries) give the same output and
+    the same weight gradients: the branches not chosen are multiplied by a zero gate. (The
+    router gradients differ by design: the dense mode also tells the router how the other
+    granularities would have done.)"""
+    torch.manual_seed(0)
+    hw = (13, 18)
+    layers = {m: EncoderLayer(16, 2, 32, attn_cfg=attn_cfg,
+                              dge_cfg=dict(granularities=(0, 1, 2, 4), train_mode=m))
+              for m in ('sparse', 'dense')}
+    layers['dense'].load_state_dict(layers['sparse'].state_dict())
+    R = layers['sparse'].dge.geometry(hw, 'cpu').num_regions
+    choice = torch.randint(0, 4, (2, R), generator=torch.Generator().manual_seed(5))
+    x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
+    results = {}
+    for mode, layer in layers.items():
+        layer.double().train()
+        layer.dge.force_choice = choice
+        xi = x.clone().requires_grad_(True)
+        y = layer(xi, hw)
+        (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
+        grads = {k: p.grad for k, p in layer.named_parameters() if '.router.' not in k}
+        results[mode] = (y.detach(), xi.grad, grads)
+    torch.testing.assert_close(results['dense'][0], results['sparse'][0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(results['dense'][1], results['sparse'][1], rtol=1e-10, atol=1e-10)
+    assert len(results['sparse'][2]) > 10
+    for k, g in results['sparse'][2].items():
+        assert g is not None and g.abs().sum() > 0, k
+        torch.testing.assert_close(results['dense'][2][k], g, rtol=1e-9, atol=1e-10, msg=k)
