@@ -134,3 +134,80 @@ def test_sparse_and_dense_training_agree_for_the_same_choices(attn_cfg):
     for k, g in results['sparse'][2].items():
         assert g is not None and g.abs().sum() > 0, k
         torch.testing.assert_close(results['dense'][2][k], g, rtol=1e-9, atol=1e-10, msg=k)
+
+
+def _bilinear(value, x, y):
+    """value (H, W, d) read at (x, y) in token units, zeros outside the map."""
+    H, W, _ = value.shape
+    x0, y0 = math.floor(x), math.floor(y)
+    out = torch.zeros(value.shape[-1], dtype=value.dtype)
+    for yy, xx in ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1)):
+        if 0 <= yy < H and 0 <= xx < W:
+            out += (1 - abs(x - xx)) * (1 - abs(y - yy)) * value[yy, xx]
+    return out
+
+
+def dpvt_dge_layer_reference(layer, x, hw, S=4):
+    """One DPVT + DGE layer at inference for one image x (H*W, C), restated with loops:
+    region means of valid tokens, argmax routing, a query per patch (mean of its valid
+    tokens, reference point at their centroid), deformable point attention, the FFN, and
+    the query's change added back onto its tokens."""
+    H, W = hw
+    C = x.shape[1]
+    att, phis = layer.attn, layer.dge.granularities
+    h, P, d = att.num_heads, att.num_points, C // att.num_heads
+    ln = torch.nn.functional.layer_norm
+    norm1 = lambda t: ln(t, (C, ), layer.norm1.weight, layer.norm1.bias, layer.norm1.eps)  # noqa
+    norm2 = lambda t: ln(t, (C, ), layer.norm2.weight, layer.norm2.bias, layer.norm2.eps)  # noqa
+    grid = x.view(H, W, C)
+    value = att.v(norm1(x)).view(H, W, h, d)
+    out = grid.clone()
+    for ry in range(math.ceil(H / S)):
+        for rx in range(math.ceil(W / S)):
+            ys = range(ry * S, min(H, (ry + 1) * S))
+            xs = range(rx * S, min(W, (rx + 1) * S))
+            mean = torch.stack([grid[y, x_] for y in ys for x_ in xs]).mean(0)
+            phi = phis[int(layer.dge.router(mean[None]).argmax(-1))]
+            if phi == 0:
+                continue
+            for py in range(ys.start, ys.stop, phi):
+                for px in range(xs.start, xs.stop, phi):
+                    cells = [(y, x_) for y in range(py, min(py + phi, H))
+                             for x_ in range(px, min(px + phi, W))]
+                    q0 = torch.stack([grid[c] for c in cells]).mean(0)
+                    cx = sum(c[1] for c in cells) / len(cells)
+                    cy = sum(c[0] for c in cells) / len(cells)
+                    qn = norm1(q0)
+                    offsets = att.offsets(qn).view(h, P, 2)
+                    weights = att.attn_weight(qn).view(h, P).softmax(-1)
+                    heads = []
+                    for j in range(h):
+                        acc = torch.zeros(d, dtype=x.dtype)
+                        for p in range(P):
+                            acc += weights[j, p] * _bilinear(
+                                value[:, :, j], cx + float(offsets[j, p, 0]),
+                                cy + float(offsets[j, p, 1]))
+                        heads.append(acc)
+                    q1 = q0 + att.proj(torch.cat(heads))
+                    fc1, fc2 = layer.ffn.layers[0][0], layer.ffn.layers[1]
+                    q1 = q1 + fc2(torch.nn.functional.gelu(fc1(norm2(q1))))
+                    for c in cells:
+                        out[c] += q1 - q0
+    return out.view(H * W, C)
+
+
+@pytest.mark.parametrize('hw', [(13, 18), (9, 7)])
+def test_dpvt_dge_layer_equals_a_float64_restatement(hw):
+    torch.manual_seed(0)
+    layer = EncoderLayer(16, 2, 32, attn_cfg=dict(type='deform'),
+                         dge_cfg=dict(granularities=(0, 1, 2, 4))).double().eval()
+    with torch.no_grad():
+        for p in layer.parameters():  # random everywhere: offsets, norms and routers too
+            p.copy_(torch.randn_like(p) * 0.3)
+        x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
+        y = layer(x, hw)
+        chosen = layer.dge.last_choice
+        assert len(set(chosen.flatten().tolist())) >= 3, 'the routing must mix granularities'
+        for b in range(2):
+            torch.testing.assert_close(y[b], dpvt_dge_layer_reference(layer, x[b], hw),
+                                       rtol=1e-9, atol=1e-9)
