@@ -162,3 +162,24 @@ def test_budget_hook_under_ddp_with_gloo(tmp_path):
     for rank in (0, 1):
         report = tmp_path / f'w.rank{rank}'
         assert report.read_text() == f'RANK {rank} WORLD 2 BETAS 4', res.stdout[-2000:]
+
+
+def test_resume_at_another_pretrain_size(tmp_path, monkeypatch):
+    """Resuming after changing pretrain_img_size: the position tables are resized on load,
+    and the optimizer's moments saved for the old tables are reset instead of stopping the
+    first step with a size mismatch."""
+    monkeypatch.setitem(MODEL['backbone'], 'pretrain_img_size', 64)
+    make_runner(tmp_path / 'a', 2).train()
+    monkeypatch.setitem(MODEL['backbone'], 'pretrain_img_size', 96)
+    resumed = make_runner(tmp_path / 'b', 4, resume=True,
+                          load_from=str(tmp_path / 'a' / 'iter_2.pth'))
+    resumed.train()
+    assert resumed.iter == 4
+    backbone = resumed.model.backbone
+    assert backbone.stages[0].pos_embed.shape == (1, 24 * 24, 16)
+    state = resumed.optim_wrapper.optimizer.state[backbone.stages[0].pos_embed]
+    assert state['exp_avg'].shape == (1, 24 * 24, 16)
+    # the other weights' moments were restored, not reset: their step count goes on
+    q = backbone.stages[0].blocks[0].attn.q.weight
+    assert int(resumed.optim_wrapper.optimizer.state[q]['step']) == 4
+    assert int(state['step']) == 2

@@ -14,7 +14,8 @@ from torch.utils.checkpoint import checkpoint
 
 from ...dge import ComplexityMeter, DynamicGrainedEncoder
 from ..layers.attention import DeformablePointAttention
-from .state_dict import find_prefix, fit_state_dict, log_dropped, take_prefix, unwrap_checkpoint
+from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
+                         unwrap_checkpoint)
 
 DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate',
             'logit_shift')
@@ -210,9 +211,12 @@ class DGEBackbone(BaseModule):
         if not keys:
             return
         sub = {k[len(prefix):]: state_dict.pop(k) for k in keys}
+        shapes = {k: v.shape for k, v in sub.items()}
         sub, dropped = fit_state_dict(self, sub)
         log_dropped(self, dropped, f'weights under {prefix!r}' if prefix else 'weights')
         state_dict.update({prefix + k: v for k, v in sub.items()})
+        mark_resized([param for key, param, *_ in self.table_specs()
+                      if key in shapes and shapes[key] != param.shape])
 
     def load_pretrained(self, filename: str, prefix: Optional[str] = None):
         """Load backbone weights, refusing any key or shape that does not fit.

@@ -14,8 +14,10 @@ direct ``load_state_dict`` calls. It
 Anything else that does not fit is left for the caller to report (missing, unexpected
 keys and shape mismatches, by name).
 """
+import weakref
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
@@ -101,3 +103,30 @@ def log_dropped(backbone, dropped: List[str], source: str = 'checkpoint'):
         print_log(f'{type(backbone).__name__}: {source}: dropped {len(dropped)} entries the '
                   f'backbone does not have (classifier-only, or outside its prefix): '
                   f'{", ".join(dropped)}', logger='current')
+
+
+# Position tables resized while loading. Resuming a run at another pretrain size restores
+# the optimizer's moments of these tables at their old shape; they are reset (with a log
+# line) before the first step instead of stopping it with a size mismatch.
+_RESIZED_TABLES: 'weakref.WeakSet[torch.nn.Parameter]' = weakref.WeakSet()
+_hook_registered = False
+
+
+def mark_resized(params):
+    global _hook_registered
+    _RESIZED_TABLES.update(params)
+    if not _hook_registered:
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+        register_optimizer_step_pre_hook(_reset_stale_moments)
+        _hook_registered = True
+
+
+def _reset_stale_moments(optimizer, args, kwargs):
+    for p in list(_RESIZED_TABLES):
+        state = optimizer.state.get(p)
+        if state and any(torch.is_tensor(v) and v.dim() and v.shape != p.shape
+                         for v in state.values()):
+            del optimizer.state[p]
+            print_log(f'{type(optimizer).__name__}: the state of a position table of shape '
+                      f'{tuple(p.shape)} was saved for another size; reset it',
+                      logger='current')
