@@ -45,6 +45,7 @@ def parse_args():
     parser.add_argument('--granularities', type=int, nargs='+', default=None,
                         help='DGE granularities (default: the config\'s, else 1 2 4)')
     parser.add_argument('--train-mode', choices=['dense', 'sparse'], default=None)
+    # --cfg-options (from tools/train.py) apply before and again after the retrofit settings
     return parse_run_args(parser)
 
 

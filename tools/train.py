@@ -56,12 +56,18 @@ def build_cfg(args, transform=None) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if transform is not None:
         cfg = transform(cfg)
+        if args.cfg_options:  # the user's overrides win over the transform's settings
+            cfg.merge_from_dict(args.cfg_options)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        from mmengine.runner import find_latest_checkpoint
+        if find_latest_checkpoint(cfg.work_dir):
+            cfg.resume = True
+            cfg.load_from = None
+        else:  # nothing to resume yet: start as without --resume (load_from kept)
+            print(f'--resume: no checkpoint in {cfg.work_dir} yet, starting the run')
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume

@@ -101,7 +101,12 @@ def test_retrofit_scopes(coco, vanilla_ckpt, tmp_path):
     with pytest.raises(ValueError, match='scope'):
         trainable_parameters(backbone, 'heads')
 
-    cfg = retrofit_config(Config.fromfile(VANILLA), vanilla_ckpt, scope='backbone', iters=2)
+    source = Config.fromfile(VANILLA)
+    source.model.backbone.drop_path_rate = 0.1
+    cfg = retrofit_config(source, vanilla_ckpt, scope='backbone', iters=2)
+    # no stochastic depth in the student (the teacher runs in eval mode); the source intact
+    assert cfg.model.backbone.drop_path_rate == 0.0 and cfg.model.backbone.dge_cfg
+    assert source.model.backbone.drop_path_rate == 0.1 and 'dge_cfg' not in source.model.backbone
     Runner.from_cfg(on_tiny_data(cfg, coco, tmp_path / 'all')).train()
     before, after = state(vanilla_ckpt), state(str(tmp_path / 'all' / 'iter_2.pth'))
     changed = {k for k, v in before.items() if not torch.equal(after[k], v)}
@@ -117,9 +122,13 @@ def test_retrofit_tool_runs_and_resumes(coco, vanilla_ckpt, tmp_path):
     argv = [VANILLA, vanilla_ckpt, '--budget', '0.5', '--iters', '2', '--work-dir', str(work)]
     old = sys.argv
     try:
-        sys.argv = ['retrofit.py'] + argv + opts
+        # --resume on an empty work dir starts the run: the whole vanilla model is loaded
+        sys.argv = ['retrofit.py'] + argv + ['--resume'] + opts
         runpy.run_path(os.path.join(ROOT, 'tools', 'retrofit.py'), run_name='__main__')
         assert (work / 'iter_2.pth').is_file() and (work / 'iter_1.pth').is_file()
+        before, first = state(vanilla_ckpt), state(str(work / 'iter_2.pth'))
+        for k, v in before.items():  # necks and heads too, not only the backbone
+            assert torch.equal(first[k], v), k
         # resume from iteration 1
         os.remove(work / 'iter_2.pth')
         with open(work / 'last_checkpoint', 'w') as f:

@@ -231,3 +231,17 @@ def test_what_does_not_fit_is_an_error_naming_it(tmp_path):
     other = vtpack_mm.PVT(arch=dict(PVT_ARCH, embed_dims=[16, 32, 48, 64]), pretrain_img_size=64)
     with pytest.raises(ValueError, match=r'shape mismatches .*stages\.2\.'):
         other.load_pretrained(str(tmp_path / 'ok.pth'))
+
+
+def test_partial_state_dicts_load_with_strict_false():
+    """Our own keys, a few of them: no layout to detect, nothing refused."""
+    classifier, _ = pvt_pair(vtpack_mm.PVT, None)
+    weight = torch.randn(64)
+    result = classifier.load_state_dict({'norm.weight': weight}, strict=False)
+    assert 'norm.bias' in result.missing_keys and not result.unexpected_keys
+    assert torch.equal(classifier.norm.weight.data, weight)
+    deit = vtpack_mm.DeiT(arch=DEIT_ARCH, img_size=64)
+    table = torch.randn(1, 1 + 6 * 6, 32)  # a 96-px table: resized to the 64-px grid
+    deit.load_state_dict({'pos_embed': table}, strict=False)
+    assert deit.pos_embed.shape == (1, 1 + 4 * 4, 32)
+    assert torch.equal(deit.pos_embed.data[:, 0], table[:, 0])

@@ -1,4 +1,5 @@
 """The training config of a retrofit: a vanilla config's model made dynamic and distilled."""
+import copy
 from typing import Optional, Sequence
 
 from mmengine.config import Config
@@ -39,7 +40,7 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
         raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
     if int(iters) < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)
     backbone = cfg.model.backbone
     if not str(backbone.get('type', '')).replace('vtpack_mm.', '') in ('PVT', 'DPVT', 'DeiT'):
         raise ValueError(f"retrofit needs a vtpack_mm backbone (PVT, DPVT, DeiT); the config's "
@@ -50,6 +51,9 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
     if train_mode:
         dge['train_mode'] = train_mode
     backbone.dge_cfg = dge
+    # the teacher runs in eval mode: no stochastic depth or dropout in the student either,
+    # or the target would move with every draw
+    backbone.update(drop_path_rate=0.0, drop_rate=0.0, attn_drop_rate=0.0)
     # the backbone loads the vanilla weights itself (any layout, prefix found, routers
     # alone missing); a whole model's checkpoint also gives the neck and heads
     backbone.init_cfg = dict(type='Pretrained', checkpoint=checkpoint)
@@ -82,6 +86,6 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
     cfg.log_processor = dict(cfg.get('log_processor', {}) or {}, by_epoch=False)
     # necks and heads get no gradient in a retrofit: DDP must not wait for them
     cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg', None) or
-                                 dict(type='MMDistributedDataParallel'),
+                                 dict(type='MMDistributedDataParallel', broadcast_buffers=False),
                                  find_unused_parameters=True)
     return cfg

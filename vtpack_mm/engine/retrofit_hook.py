@@ -98,6 +98,12 @@ class RetrofitHook(Hook):
         return dict(loss_distill=self.loss_weight * feature_distill_loss(student, teacher))
 
     def before_train(self, runner) -> None:
+        if is_model_wrapper(runner.model) and \
+                getattr(runner.model, 'find_unused_parameters', True) is False:
+            raise RuntimeError('RetrofitHook trains part of the model only: distributed '
+                               'training needs model_wrapper_cfg=dict(type='
+                               "'MMDistributedDataParallel', find_unused_parameters=True) "
+                               '(tools/retrofit.py sets it)')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         self._backbone = find_dge_backbone(model)
         prefix = next(n for n, m in model.named_modules() if m is self._backbone)

@@ -215,7 +215,7 @@ class DGEBackbone(BaseModule):
         sub, dropped = fit_state_dict(self, sub)
         log_dropped(self, dropped, f'weights under {prefix!r}' if prefix else 'weights')
         state_dict.update({prefix + k: v for k, v in sub.items()})
-        mark_resized([param for key, param, *_ in self.table_specs()
+        mark_resized([(param, shapes[key]) for key, param, *_ in self.table_specs()
                       if key in shapes and shapes[key] != param.shape])
 
     def load_pretrained(self, filename: str, prefix: Optional[str] = None):

@@ -77,7 +77,9 @@ def fit_state_dict(backbone, state: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor
     own = dict(backbone.named_parameters())
     own.update(backbone.named_buffers())
     heads = [k for k in state if k.startswith(HEAD_PREFIXES) and k not in own]
-    state = backbone.convert_state_dict({k: v for k, v in state.items() if k not in heads})
+    state = {k: v for k, v in state.items() if k not in heads}
+    if not all(k in own or k.startswith(CLASSIFIER_PREFIXES) for k in state):
+        state = backbone.convert_state_dict(state)  # a foreign layout (ours passes as is)
     extra = [k for k in state if k not in own and k.startswith(CLASSIFIER_PREFIXES)]
     state = {k: v for k, v in state.items() if k not in extra}
     dropped = sorted(heads + extra)
@@ -108,25 +110,37 @@ def log_dropped(backbone, dropped: List[str], source: str = 'checkpoint'):
 # Position tables resized while loading. Resuming a run at another pretrain size restores
 # the optimizer's moments of these tables at their old shape; they are reset (with a log
 # line) before the first step instead of stopping it with a size mismatch.
-_RESIZED_TABLES: 'weakref.WeakSet[torch.nn.Parameter]' = weakref.WeakSet()
+# id(parameter) -> (weak reference, the shape it was saved with); tensors compare
+# element-wise, so they cannot be keys of a weak dictionary
+_RESIZED_TABLES: Dict[int, tuple] = {}
 _hook_registered = False
 
 
-def mark_resized(params):
+def mark_resized(tables):
+    """Remember ``(parameter, shape it was saved with)`` of tables resized on load."""
     global _hook_registered
-    _RESIZED_TABLES.update(params)
-    if not _hook_registered:
+    for param, old_shape in tables:
+        _RESIZED_TABLES[id(param)] = (weakref.ref(param), tuple(old_shape))
+    if tables and not _hook_registered:
         from torch.optim.optimizer import register_optimizer_step_pre_hook
         register_optimizer_step_pre_hook(_reset_stale_moments)
         _hook_registered = True
 
 
 def _reset_stale_moments(optimizer, args, kwargs):
-    for p in list(_RESIZED_TABLES):
+    """Before a step: drop the state of a resized table that still has its old shape (each
+    table is looked at once, the first time an optimizer holds state for it)."""
+    for key, (ref, old_shape) in list(_RESIZED_TABLES.items()):
+        p = ref()
+        if p is None:
+            del _RESIZED_TABLES[key]
+            continue
         state = optimizer.state.get(p)
-        if state and any(torch.is_tensor(v) and v.dim() and v.shape != p.shape
-                         for v in state.values()):
+        if not state:
+            continue
+        del _RESIZED_TABLES[key]
+        if any(torch.is_tensor(v) and tuple(v.shape) == old_shape for v in state.values()):
             del optimizer.state[p]
-            print_log(f'{type(optimizer).__name__}: the state of a position table of shape '
-                      f'{tuple(p.shape)} was saved for another size; reset it',
+            print_log(f'{type(optimizer).__name__}: the state of a position table was saved '
+                      f'for shape {old_shape}, the table is now {tuple(p.shape)}; reset it',
                       logger='current')
