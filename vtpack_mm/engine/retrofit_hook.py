@@ -1,5 +1,4 @@
 """RetrofitHook: make a vanilla checkpoint dynamic by distilling it into its DGE version."""
-import functools
 from typing import List, Optional
 
 import torch
@@ -119,7 +118,7 @@ class RetrofitHook(Hook):
         if 'loss' in vars(model):
             raise RuntimeError('the model already has a wrapped loss(); RetrofitHook must '
                                'wrap it first (it runs at ABOVE_NORMAL priority)')
-        model.loss = functools.partial(self._distill)
+        model.loss = self._distill
         self._model = model
 
     def after_train(self, runner) -> None:

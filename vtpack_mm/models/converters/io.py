@@ -6,8 +6,7 @@ from typing import Dict, Optional
 import torch
 
 from ...compat import allow_runner_checkpoints
-
-STATE_KEYS = ('state_dict', 'model', 'module')
+from ..backbones.state_dict import unwrap_checkpoint
 
 
 def load_source(path: str, trust_source: bool = False) -> Dict[str, torch.Tensor]:
@@ -28,11 +27,7 @@ def load_source(path: str, trust_source: bool = False) -> Dict[str, torch.Tensor
                 f'{path} holds more than tensors ({str(err).splitlines()[0][:200]}...). If you '
                 f'trust where it comes from, run again with --trust-source.') from err
         ckpt = torch.load(path, map_location='cpu', weights_only=False)
-    state = ckpt
-    for key in STATE_KEYS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
+    state = ckpt if not isinstance(ckpt, dict) else unwrap_checkpoint(ckpt)
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ValueError(f'{path}: no state dict of tensors found (top-level keys: '
                          f'{list(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt)})')
