@@ -13,7 +13,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from vtpack_mm.compat import allow_runner_checkpoints, prepare_cpu_distributed
+from vtpack_mm.compat import (allow_runner_checkpoints, close_distributed,
+                              prepare_cpu_distributed)
 from vtpack_mm.engine import check_dataset_paths
 
 
@@ -78,6 +79,7 @@ def run(cfg: Config):
     check_dataset_paths(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    close_distributed()
     return runner
 
 

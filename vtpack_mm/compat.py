@@ -73,6 +73,18 @@ def _sync_bn_to_bn(node):
     return node
 
 
+def close_distributed():
+    """Destroy the default process group, if one was initialised, before the process exits.
+
+    Left to interpreter shutdown, gloo's background threads can be torn down while still
+    joinable, which aborts the process ("terminate called without an active exception")
+    after the work itself has finished and been saved.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def prepare_cpu_distributed(cfg, launcher: str):
     """Make an mmengine config train under ``launcher`` on a machine without CUDA.
 

@@ -43,11 +43,11 @@ class Shapes(Dataset):
         return dict(inputs=img.to(torch.uint8), data_samples=DataSample().set_gt_label(label))
 
 
-def make_runner(work_dir, iters, hook=None, **kw):
+def make_runner(work_dir, iters, hook=None, batch_size=4, **kw):
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return Runner(
             model=MODEL, work_dir=str(work_dir), default_scope='mmpretrain',
-            train_dataloader=DataLoader(Shapes(), batch_size=4, shuffle=False,
+            train_dataloader=DataLoader(Shapes(), batch_size=batch_size, shuffle=False,
                                         collate_fn=pseudo_collate),
             optim_wrapper=kw.pop('optim_wrapper', dict(optimizer=dict(type='AdamW', lr=0.05))),
             train_cfg=dict(by_epoch=False, max_iters=iters),
@@ -82,11 +82,33 @@ def test_resume_restores_iteration_optimizer_and_beta_history(tmp_path):
     assert resumed.optim_wrapper.optimizer.state_dict()['state'], 'optimizer state restored'
 
 
-def test_gradient_accumulation(tmp_path):
-    runner = make_runner(tmp_path, 4, optim_wrapper=dict(
-        optimizer=dict(type='AdamW', lr=0.05), accumulative_counts=2))
-    runner.train()
-    assert runner.iter == 4
+def test_gradient_accumulation_equals_one_step_on_the_whole_batch(tmp_path):
+    """Four accumulated micro-steps of one image give the parameters of one SGD step on the
+    four images together. The routers' choices are forced, so the task loss does not depend
+    on the Gumbel draws (which differ between one draw of 4 images and four of 1); the
+    budget loss stays on and reaches the routers only, whose straight-through gradient does
+    depend on those draws: they are checked to have moved, not to be equal."""
+    def trained(work, batch, counts):
+        runner = make_runner(work, counts, batch_size=batch, optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=0.05), accumulative_counts=counts))
+        for m in runner.model.backbone.dge_modules():
+            m.force_choice = 1
+        start = {k: v.clone() for k, v in runner.model.state_dict().items()}
+        runner.train()
+        assert runner.iter == counts
+        return start, runner.model.state_dict()
+
+    start_a, acc = trained(tmp_path / 'acc', 1, 4)
+    start_b, whole = trained(tmp_path / 'whole', 4, 1)
+    moved = 0
+    for k, v in acc.items():
+        assert torch.equal(start_a[k], start_b[k]), k  # same seed, same initial weights
+        if 'router' in k:
+            assert not torch.equal(v, start_a[k]) or not k.endswith('weight'), k
+            continue
+        torch.testing.assert_close(v, whole[k], rtol=1e-5, atol=1e-6, msg=k)
+        moved += not torch.equal(v, start_a[k])
+    assert moved > len(acc) // 2, f'only {moved} of {len(acc)} tensors changed'
 
 
 def test_warmup_and_validation():
@@ -147,6 +169,7 @@ betas = runner.message_hub.get_scalar('train/beta').data[0]
 # one file per rank: the two processes' stdout interleave
 with open({work!r} + f'.rank{{dist.get_rank()}}', 'w') as f:
     f.write(f'RANK {{dist.get_rank()}} WORLD {{dist.get_world_size()}} BETAS {{len(betas)}}')
+dist.destroy_process_group()
 '''
 
 

@@ -9,7 +9,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
-from vtpack_mm.compat import allow_runner_checkpoints
+from vtpack_mm.compat import allow_runner_checkpoints, close_distributed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -141,6 +141,18 @@ class _Sneaky:
     def __reduce__(self):
         from mmengine.logging import HistoryBuffer
         return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_close_distributed_destroys_the_process_group(tmp_path):
+    """train.py/test.py close the group themselves: left to interpreter shutdown, gloo's
+    threads once aborted rank 0 after a finished run."""
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path / "store"}', rank=0,
+                            world_size=1)
+    assert dist.is_initialized()
+    close_distributed()
+    assert not dist.is_initialized()
+    close_distributed()  # nothing to close: no error
 
 
 def test_allow_list_is_not_a_general_getattr(tmp_path):

@@ -44,6 +44,8 @@ model = runner.model.module if ddp else runner.model
 runner.train()
 rank = dist.get_rank() if ddp else 'single'
 torch.save(model.state_dict(), {work!r} + f'/params_{{rank}}.pth')
+if ddp:
+    dist.destroy_process_group()
 '''
 
 

@@ -1,6 +1,7 @@
 """The OpenMMLab backbone contract and bad-input errors, for every vtpack_mm backbone."""
 import pytest
 import torch
+from torch import nn
 
 import vtpack_mm
 
@@ -134,6 +135,22 @@ def test_frozen_stages_and_train_mode():
         assert all(m.training != frozen for m in stage.modules())
     with pytest.raises(ValueError, match='frozen_stages'):
         vtpack_mm.PVT(arch='tiny', frozen_stages=4)
+
+
+@pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)
+def test_norm_eval_keeps_batch_norms_in_eval_mode(cls, kw):
+    """Our backbones use LayerNorm; a BatchNorm that a subclass or a user adds (here one
+    appended to the first stage) is kept in eval mode in training under norm_eval, while
+    everything else trains; without norm_eval it trains too."""
+    for norm_eval in (True, False):
+        model = cls(**kw, norm_eval=norm_eval, dge_cfg=DGE)
+        holder = model.stages[0] if hasattr(model, 'stages') else model
+        holder.extra_bn = nn.BatchNorm2d(4)
+        model.train()
+        assert model.training and holder.extra_bn.training != norm_eval
+        assert all(m.training for m in model.modules() if not isinstance(m, nn.BatchNorm2d))
+        model.eval()
+        assert not holder.extra_bn.training
 
 
 @pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)
