@@ -32,7 +32,7 @@ from mmengine.config import Config
 
 import vtpack_mm
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
-                                load_images, measure_beta)
+                                load_images, measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import routed_flops
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.models.converters import to_mmdet_pvt
@@ -63,6 +63,8 @@ def build_backbones(args):
         vanilla = vtpack_mm.MODELS.build(dict(cfg, dge_cfg=None, init_cfg=None))
         vanilla.load_state_dict({k: v for k, v in dge.state_dict().items()
                                  if '.dge.' not in k}, strict=True)
+        if args.checkpoint is None:
+            randomize_routers(dge)
         return vanilla.eval(), dge.eval(), args.checkpoint is None
     cls = MODELS[args.model]
     torch.manual_seed(0)
@@ -70,11 +72,7 @@ def build_backbones(args):
     vanilla.init_weights()
     dge = cls(arch=args.arch, dge_cfg=dict(granularities=tuple(args.granularities)))
     dge.load_state_dict(vanilla.state_dict(), strict=False)
-    g = torch.Generator().manual_seed(0)
-    for m in dge.dge_modules():
-        w = m.router.gate.weight
-        w.data.copy_(torch.randn(w.shape, generator=g) * 4 / w.shape[1]**0.5)
-        m.router.gate.bias.data.zero_()
+    randomize_routers(dge)
     return vanilla.eval(), dge.eval(), True
 
 

@@ -1,14 +1,20 @@
-"""Static and dynamic FLOPs of a vtpack_mm model (the paper's A.3 protocol).
+"""Static and dynamic FLOPs of a whole vtpack_mm model (the paper's A.3 protocol).
 
     python tools/analysis_tools/get_flops.py CONFIG [--checkpoint CKPT]
-        (--images DIR | --dataset | --shape H W) [--limit 20] [--out flops.json]
+        (--images DIR | --dataset | --shape H W) [--limit 20] [--target-beta 0.5]
+        [--cfg-options k=v ...] [--out flops.json]
 
-Static FLOPs: mmengine's analyzer on the whole model with every region at its finest
-granularity (the vanilla computation, routers included). Dynamic FLOPs: the same with the
-backbone's DGE layers counted per enabled query of the routed pass, averaged over the
-images (--images: a folder; --dataset: the config's test images; --shape: one random
-input). Also printed: beta, the per-layer complexity ratio (the paper's Fig. 5c), and, as
-a check, mmengine's count of the backbone against vtpack_mm's analytic count.
+Static FLOPs: mmengine's analyzer on the whole model (detector, segmentor or classifier,
+its ``tensor`` forward) running the vanilla computation, plus the routers. Dynamic FLOPs:
+the same with the backbone's DGE blocks counted per enabled query of the routed pass,
+averaged over the inputs (--images: a folder through the config's test pipeline;
+--dataset: the config's test images; --shape: one H x W input of noise, not resized).
+Routers as initialised keep the finest granularity; --target-beta shifts the logits (the
+budget knob) until the inputs reach that beta, after giving untrained routers (no
+--checkpoint) random weights. Also printed: the backbone's share, beta, the per-layer
+complexity ratio (the paper's Fig. 5c), what mmdet's/mmseg's own get_flops would report
+(mmengine's default counter, which has no handle for attention's matrix products), and
+mmengine's count of the backbone against vtpack_mm's analytic count.
 One FLOP is one multiply-add, as mmengine and the paper count.
 """
 import argparse
@@ -16,9 +22,13 @@ import json
 import os.path as osp
 
 import torch
+from mmengine.config import DictAction
 
-from vtpack_mm.analysis import backbone_of, build_model, image_paths
-from vtpack_mm.analysis.flops import count_flops, model_flops, test_inputs
+from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
+                                randomize_routers)
+from vtpack_mm.dge import vanilla_pass
+from vtpack_mm.analysis.flops import (count_flops, framework_flops, model_flops, shape_inputs,
+                                      test_inputs)
 
 
 def dataset_folder(cfg):
@@ -28,55 +38,60 @@ def dataset_folder(cfg):
     return osp.join(ds.get('data_root', ''), sub)
 
 
-def main():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('--checkpoint')
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--images', help='a folder of images')
     src.add_argument('--dataset', action='store_true', help="the config's test images")
-    src.add_argument('--shape', type=int, nargs=2, help='one random H W input')
+    src.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                     help='one blank H x W input, not resized')
     parser.add_argument('--limit', type=int, default=20)
+    parser.add_argument('--target-beta', type=float,
+                        help='shift the router logits until the inputs reach this beta')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, key=value')
     parser.add_argument('--out', help='write the numbers as JSON here')
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
-    model = build_model(args.config, args.checkpoint)
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
     backbone = backbone_of(model)
     if args.shape:
-        x = torch.randn(1, 3, *args.shape)
-        samples = [(x, None)]
-        whole = False
+        samples = [shape_inputs(model, *args.shape)]
     else:
         folder = args.images or dataset_folder(model.cfg)
         samples = test_inputs(model, image_paths(folder, args.limit))
-        whole = True
-    rows = []
-    for inputs, data_samples in samples:
-        if whole:
-            rows.append(model_flops(model, backbone, inputs, data_samples))
-        else:
-            rows.append(_backbone_only(backbone, inputs))
+    shift = 0.0
+    if args.target_beta is not None:
+        if args.checkpoint is None:
+            randomize_routers(backbone)
+        shift, _ = calibrate_logit_shift(backbone, [x for x, _ in samples], args.target_beta)
+    rows = [model_flops(model, backbone, inputs, data_samples)
+            for inputs, data_samples in samples]
     n = len(rows)
     mean = {k: sum(r[k] for r in rows) / n for k in ('static', 'dynamic', 'backbone_static',
                                                       'backbone_dynamic', 'beta')}
     layers = {k: sum(r['layers'][k] for r in rows) / n for k in rows[0]['layers']}
-    # check: mmengine's count of the vanilla-equivalent backbone vs the analytic count
-    x0 = samples[0][0]
-    with torch.no_grad():
-        dges = backbone.dge_modules()
-        saved = [d.force_choice for d in dges]
-        for d in dges:
-            d.force_choice = min(range(len(d.granularities)),
-                                 key=lambda k: (d.granularities[k] == 0, d.granularities[k]))
+    x0, samples0 = samples[0]
+    framework = framework_flops(model, backbone, x0, samples0)
+    # check: mmengine's count of the vanilla backbone against the analytic count
+    with torch.no_grad(), vanilla_pass(backbone):
         counted = count_flops(backbone, (x0, ))
         analytic = backbone.last_complexity.total_static()
-        for d, s in zip(dges, saved):
-            d.force_choice = s
-    scope = 'whole model' if whole else 'backbone'
-    print(f'{n} input(s); FLOPs = multiply-adds, averaged')
-    print(f'{scope}: static {mean["static"] / 1e9:.3f} G, dynamic {mean["dynamic"] / 1e9:.3f} G')
-    print(f'backbone: static {mean["backbone_static"] / 1e9:.3f} G, dynamic '
+    shape = 'x'.join(str(s) for s in x0.shape[-2:])
+    print(f'{n} input(s) (first: {shape} after preprocessing); FLOPs = multiply-adds, averaged'
+          + (f'; logit shift {shift:+.3f}' if shift else ''))
+    print(f'whole model: static {mean["static"] / 1e9:.3f} G, dynamic '
+          f'{mean["dynamic"] / 1e9:.3f} G ({mean["dynamic"] / mean["static"]:.3f} of static)')
+    print(f'backbone: static {mean["backbone_static"] / 1e9:.3f} G '
+          f'({100 * mean["backbone_static"] / mean["static"]:.1f}% of the model), dynamic '
           f'{mean["backbone_dynamic"] / 1e9:.3f} G, beta {mean["beta"]:.4f}')
+    print(f"mmdet's/mmseg's get_flops (mmengine's default counter, attention products not "
+          f'counted) on the first input: {framework / 1e9:.3f} G')
     print(f'check: mmengine counts the vanilla backbone at {counted / 1e9:.4f} G, vtpack_mm at '
           f'{analytic / 1e9:.4f} G ({100 * (analytic - counted) / counted:+.2f}%)')
     print('per-layer complexity ratio:')
@@ -84,19 +99,10 @@ def main():
         print(f'  {name:>16s}  {r:.3f}  ' + '#' * int(round(40 * r)))
     if args.out:
         with open(args.out, 'w') as f:
-            json.dump(dict(inputs=n, scope=scope, **mean, layers=layers,
+            json.dump(dict(inputs=n, input_shape=list(x0.shape[-2:]), shift=shift, **mean,
+                           layers=layers, framework_first=framework,
                            mmengine_backbone=counted, analytic_backbone=analytic), f, indent=2)
-
-
-@torch.no_grad()
-def _backbone_only(backbone, x):
-    backbone(x)
-    m = backbone.last_complexity
-    dyn = m.total_dynamic()
-    dyn = float(dyn.float().mean()) if torch.is_tensor(dyn) else float(dyn)
-    return dict(static=m.total_static(), dynamic=dyn, backbone_static=m.total_static(),
-                backbone_dynamic=dyn, beta=float(m.ratio().float().mean()),
-                layers=m.layer_ratios())
+    return mean
 
 
 if __name__ == '__main__':

@@ -15,6 +15,22 @@ def measure_beta(backbone, images: Sequence[torch.Tensor]) -> float:
     return sum(betas) / len(betas)
 
 
+@torch.no_grad()
+def randomize_routers(backbone, seed: int = 0):
+    """Give untrained routers random gate weights (seeded, fan-in scaled, zero bias).
+
+    A router as initialised has zero weights, so every region gets the same logits and the
+    same choice: beta then jumps between a few values as the logit shift moves, and no
+    shift reaches a target in between. Random weights make the choice depend on each
+    region's features, as a trained router's does, so that beta moves smoothly.
+    """
+    g = torch.Generator().manual_seed(seed)
+    for m in backbone.dge_modules():
+        w = m.router.gate.weight
+        w.copy_(torch.randn(w.shape, generator=g).to(w) * 4 / w.shape[1]**0.5)
+        m.router.gate.bias.zero_()
+
+
 def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: float,
                           low: float = -20.0, high: float = 40.0, tol: float = 0.005,
                           max_steps: int = 30) -> Tuple[float, float]:

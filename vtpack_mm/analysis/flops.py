@@ -72,6 +72,31 @@ def test_inputs(model, paths: List[str]):
     return out
 
 
+def shape_inputs(model, h: int, w: int):
+    """Preprocessed (inputs, data_samples) of one H x W image of uniform noise (seeded),
+    packed by the config's own test-pipeline packer with the image's meta. No resizing:
+    the network sees H x W, padded only as the data preprocessor pads. Noise rather than a
+    blank image so that regions differ and random routers do not all choose alike."""
+    import numpy as np
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import DefaultScope
+    cfg = model.cfg
+    packers = [t for t in cfg.test_dataloader.dataset.pipeline if t['type'].startswith('Pack')]
+    if not packers:
+        raise ValueError("the config's test pipeline has no Pack* step to build a data sample")
+    pack = dict(packers[-1])
+    if 'meta_keys' in pack:
+        pack['meta_keys'] = tuple(k for k in pack['meta_keys'] if k != 'instances')
+    meta = dict(img_path='', img_id=0, sample_idx=0, seg_map_path='', ori_shape=(h, w),
+                img_shape=(h, w), pad_shape=(h, w), scale_factor=(1.0, 1.0), flip=False,
+                flip_direction=None, reduce_zero_label=False)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        sample = Compose([pack])(dict(meta, img=img))
+        data = model.data_preprocessor(pseudo_collate([sample]), False)
+    return data['inputs'], data['data_samples']
+
+
 @torch.no_grad()
 def routed_flops(module, backbone, inputs) -> Dict[str, float]:
     """Static and dynamic FLOPs of ``module(inputs)``, a module that runs ``backbone``
@@ -81,18 +106,10 @@ def routed_flops(module, backbone, inputs) -> Dict[str, float]:
     block, whatever its granularities) plus the routers' own cost. Dynamic: that, with the
     backbone's static cost replaced by its cost per enabled query in the routed pass.
     """
-    from ..dge import SparseQueryBlock
-    blocks = [m for m in backbone.modules()
-              if isinstance(m, SparseQueryBlock) and m.dge is not None]
-    saved = [b.dge for b in blocks]
-    for b in blocks:  # the vanilla pass; forcing the finest granularity is not one when
-        b.dge = None  # the finest is not 1 (phi = 2 pools even then)
-    try:
+    from ..dge import vanilla_pass
+    with vanilla_pass(backbone):
         vanilla_total = count_flops(module, (inputs, ))
         vanilla_backbone = backbone.last_complexity.total_static()
-    finally:
-        for b, dge in zip(blocks, saved):
-            b.dge = dge
     module(inputs)  # the routed pass
     meter = backbone.last_complexity
     routers = meter.total_static() - vanilla_backbone  # the meter's static counts them
@@ -103,6 +120,19 @@ def routed_flops(module, backbone, inputs) -> Dict[str, float]:
                 dynamic=float(static_total) - meter.total_static() + dynamic_backbone,
                 backbone_static=meter.total_static(), backbone_dynamic=dynamic_backbone,
                 beta=float(meter.ratio().float().mean()), layers=meter.layer_ratios())
+
+
+@torch.no_grad()
+def framework_flops(model, backbone, inputs, data_samples) -> int:
+    """What mmdet's and mmseg's own get_flops report for the vanilla computation of
+    ``model``: mmengine's analyzer with its default handles only (attention's matrix
+    products, run by SDPA, count 0 there)."""
+    from ..dge import vanilla_pass
+    analyzer = FlopAnalyzer(_TensorForward(model, data_samples), (inputs, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with vanilla_pass(backbone):
+        return int(analyzer.total())
 
 
 def model_flops(model, backbone, inputs, data_samples) -> Dict[str, float]:

@@ -1,4 +1,5 @@
 """Build a model from any vtpack_mm config and feed it images, for the analysis tools."""
+import copy
 import glob
 import importlib
 import os.path as osp
@@ -23,14 +24,19 @@ def load_config(config) -> Config:
     return Config.fromfile(config)
 
 
-def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu'):
+def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
+                cfg_options: Optional[dict] = None):
     """The config's whole model (detector, segmentor or classifier) in eval mode.
 
-    Without a checkpoint the backbone's own pretrained ``init_cfg`` is dropped (no file
-    needed) and the model keeps its initialisation.
+    ``cfg_options`` (a tool's ``--cfg-options``) are merged into the config first. Without
+    a checkpoint the backbone's own pretrained ``init_cfg`` is dropped (no file needed) and
+    the model keeps its initialisation.
     """
     allow_runner_checkpoints()
     cfg = load_config(config)
+    if cfg_options:
+        cfg = copy.deepcopy(cfg)
+        cfg.merge_from_dict(cfg_options)
     scope = cfg.get('default_scope', 'mmengine')
     if scope != 'mmengine':
         importlib.import_module(f'{scope}.utils').register_all_modules(init_default_scope=False)
