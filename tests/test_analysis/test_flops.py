@@ -162,3 +162,30 @@ def test_benchmark_model_times_the_whole_model(shapes, tmp_path):
     saved = res['backbone_flops_static'] - res['backbone_flops_dynamic']
     assert res['flops_static'] - res['flops_dynamic'] == pytest.approx(saved, rel=1e-9)
     assert 1.0 < res['flops_ideal_speedup'] < res['backbone_flops_ideal_speedup']
+
+
+def test_benchmark_train_reports_its_own_measurements(tmp_path):
+    """benchmark_train.py: vanilla, dense and sparse training steps of the same weights;
+    ratios recomputed from its raw times, FLOPs floors from its counts, dense mode's floor
+    below 1x (it computes every granularity) and sparse mode's above, peak memory measured
+    in a process per variant."""
+    import statistics
+    old = sys.argv
+    sys.argv = ['benchmark_train.py', '--arch', 'tiny', '--size', '64', '64', '--batch', '2',
+                '--warmup', '0', '--repeats', '2', '--memory-steps', '1',
+                '--out', str(tmp_path / 't.json')]
+    try:
+        runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py'),
+                       run_name='__main__')
+    finally:
+        sys.argv = old
+    res = json.loads((tmp_path / 't.json').read_text())
+    for name in ('vanilla', 'dense', 'sparse'):
+        ratio = statistics.median(b / v for b, v in zip(res['times']['vanilla'],
+                                                        res['times'][name]))
+        assert res['speedup'][name] == ratio
+        floor = res['forward_flops']['vanilla'] / res['forward_flops'][name]
+        assert res['flops_floor_speedup'][name] == floor
+        assert res['peak_memory_growth_mib'][name] > 0
+    assert res['flops_floor_speedup']['dense'] < 1.0 < res['flops_floor_speedup']['sparse']
+    assert 0.0 < res['train_beta']['sparse'] < 1.0

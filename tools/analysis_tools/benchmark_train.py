@@ -1,0 +1,180 @@
+"""Training-step cost of a backbone: vanilla vs DGE dense mode vs DGE sparse mode.
+
+    python tools/analysis_tools/benchmark_train.py [--model pvt] [--arch small]
+        [--size 256 256] [--batch 4] [--threads 2] [--target-beta 0.5]
+        [--warmup 1] [--repeats 5] [--out results.json]
+
+A step is a forward pass on random images, a loss (the outputs' mean, plus the budget
+loss for DGE), the backward pass and an AdamW update. The three variants hold the same
+weights. The routers get random weights and a logit shift calibrated in eval mode so that
+the images reach --target-beta; training adds Gumbel noise, so the beta of the timed steps
+is measured and reported.
+
+Time: the variants' steps timed round-robin; medians and paired ratios (vanilla / variant).
+FLOPs floor: mmengine's count of each variant's training forward as it runs (dense mode
+computes every granularity of every region, sparse mode the chosen one), divided into the
+vanilla count: the speed-up the step would have if time followed FLOPs. A backward pass
+costs about twice its forward, so the ratio holds for the whole step.
+Peak memory: each variant runs in a process of its own; after one step (which creates the
+optimizer's moments), the growth of its peak resident set (VmHWM) over a few more steps
+above its resident set before them: activations, gradients and workspace. glibc's mmap
+threshold is fixed so that freed tensors go back to the system (Linux only).
+"""
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import torch
+
+import vtpack_mm
+from vtpack_mm.analysis import calibrate_logit_shift, randomize_routers
+from vtpack_mm.analysis.flops import count_flops
+from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.dge import budget_loss
+
+MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
+VARIANTS = ('vanilla', 'dense', 'sparse')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', choices=sorted(MODELS), default='pvt')
+    parser.add_argument('--arch', default='small')
+    parser.add_argument('--granularities', type=int, nargs='+', default=[1, 2, 4])
+    parser.add_argument('--size', type=int, nargs=2, default=[256, 256])
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--threads', type=int, help='CPU threads (torch.set_num_threads)')
+    parser.add_argument('--target-beta', type=float, default=0.5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--memory-steps', type=int, default=2,
+                        help='steps run in each memory-measuring process')
+    parser.add_argument('--no-memory', action='store_true', help='skip the memory processes')
+    parser.add_argument('--memory-of', choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument('--out', help='write the results as JSON here')
+    return parser.parse_args(argv)
+
+
+def build(args):
+    """{variant: backbone in train mode}, the same weights, and the calibrated shift."""
+    cls = MODELS[args.model]
+    torch.manual_seed(0)
+    vanilla = cls(arch=args.arch, drop_path_rate=0.0)
+    vanilla.init_weights()
+    models = dict(vanilla=vanilla)
+    for mode in VARIANTS[1:]:
+        m = cls(arch=args.arch, drop_path_rate=0.0,
+                dge_cfg=dict(granularities=tuple(args.granularities), train_mode=mode))
+        m.load_state_dict(vanilla.state_dict(), strict=False)
+        models[mode] = m
+    randomize_routers(models['dense'])
+    models['sparse'].load_state_dict(models['dense'].state_dict())
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(args.batch, 3, *args.size, generator=g)
+    shift, _ = calibrate_logit_shift(models['dense'], [x], args.target_beta, tol=0.01)
+    models['sparse'].set_logit_shift(shift)
+    for m in models.values():
+        m.train()
+    return models, x, shift
+
+
+def stepper(model, x, target):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    dge = bool(model.dge_modules())
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = sum(o.float().mean() for o in model(x))
+        if dge:
+            loss = loss + budget_loss(model.last_complexity.ratio(), target)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def rss_kib(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
+
+
+def measure_memory(args):
+    """In this process: the peak RSS growth (MiB) over ``--memory-steps`` steps of one
+    variant."""
+    models, x, _ = build(args)
+    step = stepper(models[args.memory_of], x, args.target_beta)
+    models = {args.memory_of: models[args.memory_of]}  # drop the others before measuring
+    step()  # the optimizer's moments exist from here on, in every variant alike
+    before = rss_kib('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    for _ in range(args.memory_steps):
+        step()
+    print(json.dumps(dict(peak_growth_mib=(rss_kib('VmHWM') - before) / 1024)))
+
+
+def memory_in_subprocess(args, variant):
+    cmd = [sys.executable, __file__, '--memory-of', variant, '--model', args.model, '--arch',
+           args.arch, '--size', *map(str, args.size), '--batch', str(args.batch),
+           '--target-beta', str(args.target_beta), '--memory-steps', str(args.memory_steps),
+           '--granularities', *map(str, args.granularities)]
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072', MALLOC_TRIM_THRESHOLD_='131072')
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise RuntimeError(f'memory run of {variant} failed:\n{res.stderr[-2000:]}')
+    return json.loads(res.stdout.strip().splitlines()[-1])['peak_growth_mib']
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_of:
+        return measure_memory(args)
+    models, x, shift = build(args)
+    flops = {}
+    for name, m in models.items():
+        torch.manual_seed(2)
+        with torch.no_grad():
+            flops[name] = count_flops(m, (x, ))
+    steps = {name: stepper(m, x, args.target_beta) for name, m in models.items()}
+    times = time_variants(steps, args.warmup, args.repeats, grad=True)
+    betas = {}
+    for name in VARIANTS[1:]:
+        steps[name]()
+        betas[name] = float(models[name].last_complexity.ratio().detach().float().mean())
+    stats = {k: summarize(v) for k, v in times.items()}
+    paired = paired_speedups(times, 'vanilla')
+    floor = {k: flops['vanilla'] / v for k, v in flops.items()}
+    memory = {} if args.no_memory else {v: memory_in_subprocess(args, v) for v in VARIANTS}
+    results = dict(processor=platform.processor() or platform.machine(),
+                   threads=torch.get_num_threads(), model=args.model, arch=args.arch,
+                   size=args.size, batch=args.batch, logit_shift=shift, train_beta=betas,
+                   forward_flops=flops, flops_floor_speedup=floor, speedup=paired,
+                   peak_memory_growth_mib=memory, stats=stats, times=times)
+    print(f'\n{args.model}-{args.arch} training step, batch {args.batch} at '
+          f'{args.size[0]}x{args.size[1]}, {torch.get_num_threads()} threads; training beta '
+          + ', '.join(f'{k} {v:.3f}' for k, v in betas.items()))
+    print(f'{"variant":>8s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s} '
+          f'{"FLOPs floor":>11s} {"of floor":>9s} {"peak MiB":>9s}')
+    for name in VARIANTS:
+        s = stats[name]
+        mem = f'{memory[name]:9.0f}' if memory else f'{"-":>9s}'
+        print(f'{name:>8s} {s["median"]:9.3f} {s["q1"]:7.3f}..{s["q3"]:<7.3f} '
+              f'{paired[name]:8.2f}x {floor[name]:10.2f}x {paired[name] / floor[name]:8.1%} '
+              + mem)
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()
