@@ -22,6 +22,7 @@ import torch
 from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
                                 load_images)
 from vtpack_mm.analysis.redundancy import RedundancyProbe
+from vtpack_mm.dge import forced_choice
 
 
 def folder_labels(paths):
@@ -96,24 +97,22 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     model = build_model(args.config, args.checkpoint)
     backbone = backbone_of(model)
-    for m in backbone.dge_modules():  # measure the vanilla computation
-        m.force_choice = min(range(len(m.granularities)),
-                             key=lambda k: (m.granularities[k] == 0, m.granularities[k]))
     paths = image_paths(args.images, args.limit)
     images = load_images(paths, model.cfg, args.size)
     is_classifier = type(model).__name__ == 'ImageClassifier'
     labels = folder_labels(paths)[0] if is_classifier else None
 
-    hist, edges, _, base_acc = run(model, backbone, images, labels)
+    with forced_choice(backbone, 'finest'):  # measure the vanilla computation
+        hist, edges, _, base_acc = run(model, backbone, images, labels)
+        rows = [dict(threshold=None, complexity=1.0, accuracy=base_acc)]
+        for t in args.thresholds:
+            _, _, ratio, acc = run(model, backbone, images, labels, t)
+            rows.append(dict(threshold=t, complexity=ratio, accuracy=acc))
     plot_hist(hist, edges, osp.join(args.out, 'pcc_hist.png'))
     centres = (edges[1:] + edges[:-1]) / 2
     layers = {n: dict(mean_pcc=float((h * centres).sum() / max(h.sum(), 1)),
                       above_0_8=float(h[centres > 0.8].sum() / max(h.sum(), 1)))
               for n, h in hist.items()}
-    rows = [dict(threshold=None, complexity=1.0, accuracy=base_acc)]
-    for t in args.thresholds:
-        _, _, ratio, acc = run(model, backbone, images, labels, t)
-        rows.append(dict(threshold=t, complexity=ratio, accuracy=acc))
     print(f'{len(images)} images; per layer: mean correlation, share above 0.8')
     for n, v in layers.items():
         print(f'  {n:>24s}  {v["mean_pcc"]:.3f}  {v["above_0_8"]:.3f}')

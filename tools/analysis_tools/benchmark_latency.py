@@ -35,6 +35,7 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 load_images, measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import routed_flops
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.dge import forced_choice
 from vtpack_mm.models.converters import to_mmdet_pvt
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
@@ -103,11 +104,6 @@ def print_profile(name, fn, device, rows=15):
     print(prof.key_averages().table(sort_by=sort, row_limit=rows))
 
 
-def finest_index(dge_module):
-    phis = dge_module.granularities
-    return min(range(len(phis)), key=lambda k: (phis[k] == 0, phis[k]))
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--model', choices=sorted(MODELS), default='pvt')
@@ -153,16 +149,10 @@ def main():
     for m in models.values():
         m.to(device)
     images = [x.to(device) for x in images]
-    finest = [finest_index(d) for d in dge.dge_modules()]
 
     def all_finest(x):
-        for d, k in zip(dge.dge_modules(), finest):
-            d.force_choice = k
-        try:
+        with forced_choice(dge, 'finest'):
             return dge(x)
-        finally:
-            for d in dge.dge_modules():
-                d.force_choice = None
 
     results = dict(processor=platform.processor() or platform.machine(), device=str(device),
                    threads=torch.get_num_threads(), size=args.size,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import vtpack_mm
+from vtpack_mm.dge import forced_choice
 
 SYMBOLS = {1: '.', 2: 'o', 4: '#'}
 
@@ -64,10 +65,9 @@ def main():
         t = time.perf_counter()
         model(x)
         describe(model, f'routers as loaded ({time.perf_counter() - t:.2f} s)')
-        for dge in model.dge_modules():
-            dge.force_choice = len(dge.granularities) - 1
         t = time.perf_counter()
-        model(x)
+        with forced_choice(model, 'coarsest'):
+            model(x)
         describe(model, f'every region forced to phi=4 ({time.perf_counter() - t:.2f} s)')
 
 

@@ -4,7 +4,7 @@ from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_bud
                          linear_macs, norm_macs)
 from .encoder import DynamicGrainedEncoder
 from .geometry import RegionGeometry, check_granularities
-from .mechanism import dge_blocks, vanilla_pass
+from .mechanism import dge_blocks, dge_encoders, forced_choice, vanilla_pass
 from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, sparse_queries
 from .router import GrainedRouter, gumbel_decision, region_mean
 
@@ -12,5 +12,5 @@ __all__ = [
     'SparseQueryBlock', 'ComplexityMeter', 'budget_loss', 'check_budget', 'attention_macs', 'linear_macs', 'norm_macs',
     'DynamicGrainedEncoder', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
-    'gumbel_decision', 'region_mean', 'dge_blocks', 'vanilla_pass'
+    'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass'
 ]

@@ -1,0 +1,47 @@
+"""vtpack_mm.dge's mechanism functions: vanilla passes and forced choices on any model."""
+import pytest
+import torch
+
+import vtpack_mm
+from vtpack_mm.dge import dge_blocks, dge_encoders, forced_choice, vanilla_pass
+
+
+def model(granularities=(1, 2, 4)):
+    torch.manual_seed(0)
+    m = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=granularities))
+    m.init_weights()
+    for e in dge_encoders(m):  # routers that would not choose the finest by themselves
+        torch.nn.init.normal_(e.router.gate.weight, std=1.0)
+    return m.eval()
+
+
+@torch.no_grad()
+def test_forced_finest_is_the_vanilla_pass_when_the_finest_is_one():
+    m, x = model(), torch.randn(1, 3, 72, 88)
+    routed = m(x)
+    with vanilla_pass(m):
+        vanilla = m(x)
+        assert all(b.dge is None for b in m.modules() if hasattr(b, 'dge'))
+    with forced_choice(m, 'finest'):
+        finest = m(x)
+    for a, b, c in zip(vanilla, finest, routed):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert any(not torch.allclose(a, c, atol=1e-3) for a, c in zip(vanilla, routed))
+    assert len(dge_blocks(m)) == len(dge_encoders(m)) == 8  # restored after the pass
+
+
+@torch.no_grad()
+def test_forced_choice_resolves_per_encoder_and_restores_on_error():
+    m = model((0, 4, 2))
+    with forced_choice(m, 'coarsest'):
+        assert {e.force_choice for e in dge_encoders(m)} == {1}
+    with forced_choice(m, 'finest'):
+        assert {e.force_choice for e in dge_encoders(m)} == {2}
+    with pytest.raises(RuntimeError, match='inside'):
+        with forced_choice(m, 0):
+            m(torch.randn(1, 3, 64, 64))
+            raise RuntimeError('inside')
+    assert all(e.force_choice is None for e in dge_encoders(m))
+    with pytest.raises(ValueError, match="'finest', 'coarsest'"):
+        with forced_choice(m, 'middle'):
+            pass
