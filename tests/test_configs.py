@@ -69,3 +69,22 @@ def test_config_builds_and_trains_one_step(path):
     has_dge = bool(cfg.model.backbone.get('dge_cfg'))
     assert bool(model.backbone.dge_modules()) == has_dge
     assert has_dge == bool(hooks), 'DGE configs train with the budget loss, vanilla ones without'
+
+
+def test_user_config_inherits_the_zoo_by_path(tmp_path):
+    """A user's config in its own folder inherits a zoo config by a relative path (the
+    README's way: mmengine resolves `pkg::` only for its fixed list of packages), and the
+    zoo config's own `mmdet::` bases still resolve."""
+    zoo = os.path.join(ROOT, 'configs', 'mask_rcnn', 'mask-rcnn_pvt-s-dge-b0.5_fpn_1x_coco.py')
+    user = tmp_path / 'project' / 'my_config.py'
+    user.parent.mkdir()
+    user.write_text(f"_base_ = {os.path.relpath(zoo, user.parent)!r}\n"
+                    "model = dict(backbone=dict(dge_cfg=dict(gumbel_tau=0.5)))\n")
+    cfg = Config.fromfile(str(user))
+    assert cfg.model.backbone.type == 'vtpack_mm.PVT'
+    assert cfg.model.backbone.dge_cfg.gumbel_tau == 0.5
+    assert cfg.model.backbone.dge_cfg.granularities == (1, 2, 4)
+    assert cfg.model.roi_head.type == 'StandardRoIHead'  # from mmdet's own base config
+    (user.parent / 'pkg.py').write_text("_base_ = 'vtpack_mm::mask_rcnn/x.py'\n")
+    with pytest.raises(Exception, match='does not support to load vtpack_mm config'):
+        Config.fromfile(str(user.parent / 'pkg.py'))

@@ -24,7 +24,7 @@ sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from train import build_cfg, run  # noqa: E402
 from train import parse_args as parse_run_args  # noqa: E402
 
-from vtpack_mm.compat import allow_runner_checkpoints  # noqa: E402
+from vtpack_mm.compat import allow_runner_checkpoints, end_distributed_process  # noqa: E402
 from vtpack_mm.engine.retrofit_config import retrofit_config  # noqa: E402
 
 
@@ -68,6 +68,7 @@ def main():
     run(cfg)
     print(f'retrofit done: {osp.join(cfg.work_dir, f"iter_{args.iters}.pth")} '
           f'(config: {osp.join(cfg.work_dir, osp.basename(args.config))})')
+    end_distributed_process()
 
 
 if __name__ == '__main__':

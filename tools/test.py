@@ -7,7 +7,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from vtpack_mm.compat import (allow_runner_checkpoints, close_distributed,
+from vtpack_mm.compat import (allow_runner_checkpoints, end_distributed_process,
                               prepare_cpu_distributed)
 from vtpack_mm.engine import check_dataset_paths
 
@@ -44,7 +44,7 @@ def main():
     check_dataset_paths(cfg, ('test_dataloader', ))
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.test()
-    close_distributed()
+    end_distributed_process()
 
 
 if __name__ == '__main__':

@@ -13,7 +13,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from vtpack_mm.compat import (allow_runner_checkpoints, close_distributed,
+from vtpack_mm.compat import (allow_runner_checkpoints, end_distributed_process,
                               prepare_cpu_distributed)
 from vtpack_mm.engine import check_dataset_paths
 
@@ -79,13 +79,13 @@ def run(cfg: Config):
     check_dataset_paths(cfg)
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
-    close_distributed()
     return runner
 
 
 def main():
     allow_runner_checkpoints()
     run(build_cfg(parse_args()))
+    end_distributed_process()
 
 
 if __name__ == '__main__':

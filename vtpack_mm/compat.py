@@ -85,6 +85,26 @@ def close_distributed():
         dist.destroy_process_group()
 
 
+def end_distributed_process():
+    """End a distributed tool's process once its work is done and saved: wait for every
+    rank, destroy the process group, flush the logs and exit with status 0 without the
+    interpreter's teardown. In that teardown, the gloo group's threads (still referenced
+    by the DDP wrapper) were seen to abort rank 0 after a finished run ("terminate called
+    without an active exception", exit -6), about once in twenty runs. Does nothing
+    outside a distributed run."""
+    import logging
+    import sys
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    close_distributed()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def prepare_cpu_distributed(cfg, launcher: str):
     """Make an mmengine config train under ``launcher`` on a machine without CUDA.
 

@@ -37,3 +37,26 @@ def test_forced_choices_are_drawn_in_their_colours():
                 if y < H and x < W:
                     want = GATE_COLOURS[PHIS[int(choice[ry, rx])]]
                     assert tuple(picture[y, x]) == want, (m['group'], ry, rx)
+
+
+def test_gate_figure_cuts_each_region_into_its_patches():
+    """draw_gates: a region at phi is crossed by S / phi - 1 white patch lines (S = 4 tokens
+    a region side); the title carries each stage's beta, and small inputs are upscaled."""
+    from vtpack_mm.dge import forced_choice
+    from vtpack_mm.visualization import draw_gates, stage_betas
+    model = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=PHIS)).eval()
+    black = np.zeros((64, 64, 3), np.uint8)
+    for k, phi in enumerate(PHIS):
+        with torch.no_grad(), forced_choice(model, k):
+            model(torch.randn(1, 3, 64, 64))
+        fig = draw_gates(model, black, min_side=128)  # upscaled 2x: a token is 8 px
+        head, W, gap = 24, 128, 6
+        assert fig.shape[1] == 5 * W + 4 * gap and fig.shape[0] > head + W
+        panel = fig[head:head + W, W + gap:2 * W + gap]  # stage 1: 16 x 16 tokens
+        row = panel[3]  # inside the first row of patches (never on a horizontal line)
+        white_columns = int((row == 255).all(-1).sum())
+        regions = 16 // 4
+        assert white_columns == regions * (4 // phi - 1), (phi, white_columns)
+        betas = stage_betas(model)
+        assert set(betas) == {'stage1', 'stage2', 'stage3', 'stage4'}
+        assert all(0 < b <= 1 for b in betas.values())

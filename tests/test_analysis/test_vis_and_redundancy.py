@@ -35,7 +35,9 @@ def test_vis_gates_draws_every_stage(shapes, tmp_path):
     assert len(files) == 2
     import cv2
     img = cv2.imread(str(files[0]))
-    assert img.shape[1] == 5 * img.shape[0]  # input + four stages, 64 px each
+    # input + four stages, each 64 px upscaled 5x to reach 320 px, 6 px apart, under a
+    # 24-px title strip and over a 30-px legend
+    assert img.shape[:2] == (24 + 320 + 30, 5 * 320 + 4 * 6)
 
 
 def test_gate_hook_logs_during_validation(shapes, tmp_path):

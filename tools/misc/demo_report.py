@@ -26,7 +26,7 @@ from mmengine.runner import Runner
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
 from vtpack_mm.models.converters import publish
-from vtpack_mm.visualization import gate_overlay, legend, stage_choice_maps
+from vtpack_mm.visualization import draw_gates, legend, stage_choice_maps
 
 DEMO = 'configs/demo'
 VANILLA = f'{DEMO}/mask-rcnn_pvt-t_fpn_600i_shapes-128.py'
@@ -148,13 +148,11 @@ def gate_picture(config, checkpoint, path, num=4):
     for p in paths:
         inference_detector(model, p)
         img = cv2.resize(cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB), (w, h))
-        maps = stage_choice_maps(backbone, 0)
-        rows.append(np.concatenate([img] + [gate_overlay(img, m) for m in maps], 1))
+        rows.append(draw_gates(backbone, img))
     picture = np.concatenate(rows, 0)
-    scale = max(1, 512 // picture.shape[1])
-    picture = picture.repeat(scale, 0).repeat(scale, 1)
     cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-    return ['input'] + [m['group'] for m in maps], legend(backbone.dge_modules()[0].granularities)
+    return ['input'] + [m['group'] for m in stage_choice_maps(backbone, 0)], \
+        legend(backbone.dge_modules()[0].granularities)
 
 
 def spread(values, fmt='{:.3f}'):

@@ -4,21 +4,22 @@ Visualizer.
     python tools/visualization/vis_gates.py CONFIG [--checkpoint CKPT] --images DIR
         --out DIR [--limit 8] [--size H W] [--logit-shift S]
 
-One picture per image: the input, then for the first DGE layer of every stage the image
-with each region coloured by its granularity (phi = 1 red, 2 green, 4 blue), blended.
+One picture per image, drawn as the paper's Fig. 4: the input, then for the first DGE layer
+of every stage the image with each region lightly filled in its granularity's colour
+(phi = 1 red, 2 green, 4 blue) and cut into its patches, titled with the stage's beta, over
+a legend. Small images are upscaled so that each cell is large enough to see.
 Written through mmengine's Visualizer with a local backend: OUT/vis_data/vis_image/*.png.
 To log such pictures during validation, add ``dict(type='vtpack_mm.GateVisualizationHook')``
 to custom_hooks; they go to the config's own vis backends.
 """
 import os.path as osp
 
-import numpy as np
 import torch
 from mmengine.visualization import Visualizer
 
 from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
                                 load_images)
-from vtpack_mm.visualization import gate_overlay, legend, stage_choice_maps
+from vtpack_mm.visualization import draw_gates, stage_betas
 
 
 def main():
@@ -38,15 +39,12 @@ def main():
     for path, x, rgb in zip(paths, tensors, rgbs):
         with torch.no_grad():
             backbone(x)
-        maps = stage_choice_maps(backbone, 0)
-        row = np.concatenate([rgb] + [gate_overlay(rgb, m) for m in maps], 1)
         beta = backbone.last_complexity.ratio().item()
         name = osp.splitext(osp.basename(path))[0]
-        vis.add_image(f'gates_{name}', row)
-        print(f'{name}: beta {beta:.3f}; columns: input, ' +
-              ', '.join(m['group'] for m in maps))
-    print(f'{legend(backbone.dge_modules()[0].granularities)}; pictures in '
-          f'{osp.join(args.out, "vis_data", "vis_image")}')
+        vis.add_image(f'gates_{name}', draw_gates(backbone, rgb))
+        print(f'{name}: beta {beta:.3f}; ' + ', '.join(
+            f'{k} {v:.3f}' for k, v in stage_betas(backbone).items()))
+    print(f'pictures in {osp.join(args.out, "vis_data", "vis_image")}')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ class GateVisualizationHook(Hook):
         self._drawn = 0
 
     def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        from ..visualization import gate_overlay, stage_choice_maps
+        from ..visualization import draw_gates
         if self._drawn >= self.max_images or batch_idx % self.interval:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -41,7 +41,6 @@ class GateVisualizationHook(Hook):
         if img.dtype != np.uint8:
             img = np.clip(img, 0, 255).astype(np.uint8)
         rgb = np.ascontiguousarray(img[..., ::-1])  # the pipelines load BGR
-        maps = stage_choice_maps(backbone, 0)
-        row = np.concatenate([rgb] + [gate_overlay(rgb, m) for m in maps], 1)
-        runner.visualizer.add_image(f'gates_{self._drawn}', row, step=runner.iter)
+        runner.visualizer.add_image(f'gates_{self._drawn}', draw_gates(backbone, rgb),
+                                    step=runner.iter)
         self._drawn += 1

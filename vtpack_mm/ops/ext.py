@@ -14,7 +14,29 @@ import torch
 # The Triton (GPU) kernels have only run in Triton's interpreter so far, never on a GPU:
 # CUDA tensors use them only when VTPACK_MM_TRITON=1 (otherwise the PyTorch references).
 _state = dict(loaded=None, enabled=os.environ.get('VTPACK_MM_NO_EXT') != '1',
-              triton_cuda=os.environ.get('VTPACK_MM_TRITON') == '1')
+              triton_cuda=os.environ.get('VTPACK_MM_TRITON') == '1',
+              as_cuda=os.environ.get('VTPACK_MM_AS_CUDA') == '1')
+
+
+def device_kind(t: torch.Tensor) -> str:
+    """The device type whose code path ``t`` takes: ``'cuda'`` for CPU tensors too while
+    :func:`take_cuda_branches` is on (or ``VTPACK_MM_AS_CUDA=1``), so that a machine
+    without a GPU runs every branch a GPU would."""
+    kind = t.device.type
+    return 'cuda' if kind == 'cpu' and _state['as_cuda'] else kind
+
+
+@contextlib.contextmanager
+def take_cuda_branches(enabled: bool = True):
+    """Within the block, CPU tensors take the branches CUDA tensors take: the PyTorch
+    references instead of the compiled CPU kernels (the Triton kernels when
+    ``VTPACK_MM_TRITON=1``), and padded attention for batches of unequal query counts."""
+    saved = _state['as_cuda']
+    _state['as_cuda'] = enabled
+    try:
+        yield
+    finally:
+        _state['as_cuda'] = saved
 
 
 def load() -> bool:
@@ -51,7 +73,7 @@ def backend(*tensors: torch.Tensor):
     ``TRITON_INTERPRET=1``)."""
     if not _state['enabled'] or not tensors:
         return None
-    kinds = {t.device.type for t in tensors}
+    kinds = {device_kind(t) for t in tensors}
     if len(kinds) != 1:
         return None
     kind = kinds.pop()

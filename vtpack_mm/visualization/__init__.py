@@ -1,3 +1,5 @@
-from .gate_maps import GATE_COLOURS, gate_overlay, legend, stage_choice_maps
+from .gate_maps import (GATE_COLOURS, draw_gates, gate_figure, gate_overlay, gate_panel,
+                        legend, stage_betas, stage_choice_maps)
 
-__all__ = ['GATE_COLOURS', 'gate_overlay', 'legend', 'stage_choice_maps']
+__all__ = ['GATE_COLOURS', 'draw_gates', 'gate_figure', 'gate_overlay', 'gate_panel', 'legend',
+           'stage_betas', 'stage_choice_maps']

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...dge import QueryLayout, attention_macs, linear_macs, norm_macs
-from ...ops import deform_point_attn
+from ...ops import deform_point_attn, device_kind
 
 
 def split_map(x: Tensor, hw):
@@ -102,7 +102,7 @@ class SpatialReductionAttention(BaseModule):
         k, v = self.keys_values(x, queries.hw)
         drop = self.attn_drop if self.training else 0.0
         q = self.q(q)
-        if queries.uniform or q.device.type != 'cpu':
+        if queries.uniform or device_kind(q) != 'cpu':
             out = attend_padded(q, queries, k, v, drop)
         else:
             out = attend_per_image(q, queries, k, v, drop)
