@@ -35,9 +35,9 @@ def tiny_batch(scope, num_classes):
                 data_samples=[DataSample().set_gt_label(i) for i in (1, 2)])
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
-def test_config_builds_and_trains_one_step(path):
-    cfg = Config.fromfile(path)
+def one_training_step(cfg):
+    """Build ``cfg``'s model (pretrained weights left out), take one loss + budget loss
+    step on tiny inputs; returns the model and its budget hooks."""
     scope = cfg.default_scope
     cfg.model.backbone.init_cfg = None
     if cfg.get('data_preprocessor') is not None:
@@ -52,7 +52,8 @@ def test_config_builds_and_trains_one_step(path):
     model.init_weights()
     model.train()
     if scope == 'mmdet':
-        num_classes = model.roi_head.bbox_head.num_classes
+        head = model.roi_head.bbox_head if hasattr(model, 'roi_head') else model.bbox_head
+        num_classes = head.num_classes
     elif scope == 'mmseg':
         num_classes = model.decode_head.num_classes
     else:
@@ -66,6 +67,13 @@ def test_config_builds_and_trains_one_step(path):
         loss = loss + budget_loss(model.backbone.last_complexity.ratio(), hooks[0].budget)
     assert torch.isfinite(loss)
     loss.backward()
+    return model, hooks
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.relpath(p, ROOT) for p in CONFIGS])
+def test_config_builds_and_trains_one_step(path):
+    cfg = Config.fromfile(path)
+    model, hooks = one_training_step(cfg)
     has_dge = bool(cfg.model.backbone.get('dge_cfg'))
     assert bool(model.backbone.dge_modules()) == has_dge
     assert has_dge == bool(hooks), 'DGE configs train with the budget loss, vanilla ones without'

@@ -139,7 +139,7 @@ def test_routed_flops_static_is_vanilla_whatever_the_granularities(phis):
                                torch.tensor(res['beta']), rtol=0.01, atol=0)
 
 
-def test_benchmark_model_times_the_whole_model(shapes, tmp_path):
+def test_benchmark_model_times_the_whole_model(shapes, tmp_path, capsys):
     """benchmark_model.py: whole model and backbone alone, vanilla and routed, on images
     through the config's pipeline; the ratios and FLOPs it reports are its own raw data's."""
     import statistics
@@ -153,6 +153,9 @@ def test_benchmark_model_times_the_whole_model(shapes, tmp_path):
     finally:
         sys.argv = old
     res = json.loads((tmp_path / 'b.json').read_text())
+    out = capsys.readouterr().out
+    # progress: each calibration step, and mmengine's bar over the 3 timed rounds
+    assert 'calibrating: step 1/30' in out and '3/3' in out, out[-2000:]
     assert res['images'] == 2 and abs(res['beta'] - 0.5) < 0.05
     assert set(res['times']) == {'vanilla', 'dge', 'vanilla-backbone', 'dge-backbone'}
     for name, base in (('dge', 'vanilla'), ('dge-backbone', 'vanilla-backbone')):

@@ -40,7 +40,7 @@ def test_forced_choices_are_drawn_in_their_colours():
 
 
 def test_gate_figure_cuts_each_region_into_its_patches():
-    """draw_gates: a region at phi is crossed by S / phi - 1 white patch lines (S = 4 tokens
+    """draw_gates: a region at phi is crossed by S / phi - 1 patch lines (S = 4 tokens
     a region side); the title carries each stage's beta, and small inputs are upscaled."""
     from vtpack_mm.dge import forced_choice
     from vtpack_mm.visualization import draw_gates, stage_betas
@@ -54,7 +54,9 @@ def test_gate_figure_cuts_each_region_into_its_patches():
         assert fig.shape[1] == 5 * W + 4 * gap and fig.shape[0] > head + W
         panel = fig[head:head + W, W + gap:2 * W + gap]  # stage 1: 16 x 16 tokens
         row = panel[3]  # inside the first row of patches (never on a horizontal line)
-        white_columns = int((row == 255).all(-1).sum())
+        # on a black image, the fill is a dark colour and a patch line half white over it
+        fill = (0.3 * np.array([GATE_COLOURS[phi]])).astype(np.uint8)
+        white_columns = int((row == fill // 2 + 128).all(-1).sum())
         regions = 16 // 4
         assert white_columns == regions * (4 // phi - 1), (phi, white_columns)
         betas = stage_betas(model)

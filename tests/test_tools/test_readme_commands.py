@@ -1,5 +1,6 @@
-"""The README's tool lines, run as written: every Python tool it names answers --help, and
-the distributed launchers find the repo's environment from a shell where it is not active."""
+"""The README's and docs/usage.md's tool lines, run as written: every Python tool they name
+answers --help, and the distributed launchers find the repo's environment from a shell
+where it is not active."""
 import os
 import re
 import runpy
@@ -10,13 +11,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = open(os.path.join(ROOT, 'README.md')).read()
-PY_TOOLS = sorted(set(re.findall(r'tools/[\w/]+\.py', README)))
+USAGE = open(os.path.join(ROOT, 'docs', 'usage.md')).read()
+PY_TOOLS = sorted(set(re.findall(r'(?<![\w/])tools/[\w/]+\.py', README + USAGE)))
 
 
 def test_the_readme_names_tools():
     assert len(PY_TOOLS) >= 15, PY_TOOLS
     for tool in PY_TOOLS:
-        assert os.path.isfile(os.path.join(ROOT, tool)), f'README names {tool}, which is gone'
+        assert os.path.isfile(os.path.join(ROOT, tool)), f'the docs name {tool}, which is gone'
 
 
 @pytest.mark.parametrize('tool', PY_TOOLS)

@@ -18,6 +18,7 @@ import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.utils import track_iter_progress
 
 from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
                                 load_images)
@@ -36,7 +37,7 @@ def run(model, backbone, images, labels, threshold=None):
     classifier = labels is not None
     correct, ratios = 0, []
     with RedundancyProbe(backbone, threshold=threshold) as probe:
-        for i, x in enumerate(images):
+        for i, x in enumerate(track_iter_progress(images)):
             probe.saved_macs = 0.0
             if classifier:
                 logits = model(x, mode='tensor')

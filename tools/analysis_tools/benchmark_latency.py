@@ -141,7 +141,8 @@ def main():
     if args.no_calibrate and not random_router:
         shift, beta = 0.0, measure_beta(dge, images)
     else:
-        shift, beta = calibrate_logit_shift(dge, images, args.target_beta, tol=0.01)
+        shift, beta = calibrate_logit_shift(dge, images, args.target_beta, tol=0.01,
+                                            verbose=True)
     models = dict(vanilla=vanilla, dge=dge)
     if isinstance(vanilla, vtpack_mm.PVT) and not isinstance(vanilla, vtpack_mm.DPVT) \
             and not args.no_mmdet:
@@ -170,7 +171,7 @@ def main():
         ideal = flops['static'] / flops['dynamic']
         fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
         fns['dge-finest'] = lambda: all_finest(x)
-        times = time_variants(fns, args.warmup, args.repeats, device)
+        times = time_variants(fns, args.warmup, args.repeats, device, progress=True)
         stats = {k: summarize(v) for k, v in times.items()}
         paired = paired_speedups(times, 'vanilla')
         results['batches'][bs] = dict(beta=beta_x, flops_static=flops['static'],

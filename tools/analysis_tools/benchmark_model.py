@@ -86,7 +86,8 @@ def main(argv=None):
     if args.no_calibrate:
         shift, beta = 0.0, measure_beta(backbone, images)
     else:
-        shift, beta = calibrate_logit_shift(backbone, images, args.target_beta, tol=0.01)
+        shift, beta = calibrate_logit_shift(backbone, images, args.target_beta, tol=0.01,
+                                            verbose=True)
     flops = [model_flops(model, backbone, x, s) for x, s in samples]
     static = sum(f['static'] for f in flops)
     dynamic = sum(f['dynamic'] for f in flops)
@@ -109,7 +110,7 @@ def main(argv=None):
 
     fns = {'vanilla': vanilla(whole), 'dge': whole,
            'vanilla-backbone': vanilla(bone), 'dge-backbone': bone}
-    times = time_variants(fns, args.warmup, args.repeats)
+    times = time_variants(fns, args.warmup, args.repeats, progress=True)
     stats = {k: summarize(v) for k, v in times.items()}
     paired = {}
     for base in ('vanilla', 'vanilla-backbone'):

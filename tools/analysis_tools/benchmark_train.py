@@ -145,7 +145,7 @@ def main(argv=None):
         with torch.no_grad():
             flops[name] = count_flops(m, (x, ))
     steps = {name: stepper(m, x, args.target_beta) for name, m in models.items()}
-    times = time_variants(steps, args.warmup, args.repeats, grad=True)
+    times = time_variants(steps, args.warmup, args.repeats, grad=True, progress=True)
     betas = {}
     for name in VARIANTS[1:]:
         steps[name]()

@@ -19,7 +19,7 @@ def main():
     backbone = backbone_of(model)
     images = load_images(image_paths(args.images, args.limit), model.cfg, args.size)
     before = measure_beta(backbone, images)
-    shift, beta = calibrate_logit_shift(backbone, images, args.target)
+    shift, beta = calibrate_logit_shift(backbone, images, args.target, verbose=True)
     print(f'beta without shift: {before:.4f}')
     print(f'shift {shift:.4f} gives beta {beta:.4f} on {len(images)} images (target '
           f'{args.target})')

@@ -23,6 +23,7 @@ import os.path as osp
 
 import torch
 from mmengine.config import DictAction
+from mmengine.utils import track_iter_progress
 
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 randomize_routers)
@@ -69,9 +70,11 @@ def main(argv=None):
     if args.target_beta is not None:
         if args.checkpoint is None:
             randomize_routers(backbone)
-        shift, _ = calibrate_logit_shift(backbone, [x for x, _ in samples], args.target_beta)
+        shift, _ = calibrate_logit_shift(backbone, [x for x, _ in samples], args.target_beta,
+                                         verbose=True)
     rows = [model_flops(model, backbone, inputs, data_samples)
-            for inputs, data_samples in samples]
+            for inputs, data_samples in (track_iter_progress(samples) if len(samples) > 1
+                                         else samples)]
     n = len(rows)
     mean = {k: sum(r[k] for r in rows) / n for k in ('static', 'dynamic', 'backbone_static',
                                                       'backbone_dynamic', 'beta')}

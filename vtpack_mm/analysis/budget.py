@@ -33,7 +33,7 @@ def randomize_routers(backbone, seed: int = 0):
 
 def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: float,
                           low: float = -20.0, high: float = 40.0, tol: float = 0.005,
-                          max_steps: int = 30) -> Tuple[float, float]:
+                          max_steps: int = 30, verbose: bool = False) -> Tuple[float, float]:
     """Find the shift whose mean beta over ``images`` is closest to ``target``.
 
     beta falls as the shift grows (every region's coarser choices gain more), so a
@@ -45,10 +45,13 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
     if not backbone.dge_modules():
         raise RuntimeError('the backbone has no DGE blocks: nothing to calibrate')
     best = None
-    for _ in range(max_steps):
+    for step in range(max_steps):
         mid = 0.5 * (low + high)
         backbone.set_logit_shift(mid)
         beta = measure_beta(backbone, images)
+        if verbose:
+            print(f'calibrating: step {step + 1}/{max_steps}, shift {mid:+.3f} -> beta '
+                  f'{beta:.4f} (target {target})', flush=True)
         if best is None or abs(beta - target) < abs(best[1] - target):
             best = (mid, beta)
         if abs(beta - target) <= tol:

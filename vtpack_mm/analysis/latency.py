@@ -12,19 +12,26 @@ def _sync(device):
 
 
 def time_variants(variants: Dict[str, Callable[[], object]], warmup: int = 2,
-                  repeats: int = 7, device='cpu', grad: bool = False) -> Dict[str, List[float]]:
+                  repeats: int = 7, device='cpu', grad: bool = False,
+                  progress: bool = False) -> Dict[str, List[float]]:
     """Seconds per call of each variant, measured round-robin (the starting variant
     rotating) so that drifts of the machine (thermal, other load) hit every variant alike.
     Under ``torch.inference_mode`` unless ``grad`` (for variants that run a backward
-    pass)."""
+    pass). ``progress`` shows mmengine's progress bar over the warm-up and timed rounds."""
     with torch.inference_mode(not grad):
-        return _time_round_robin(variants, warmup, repeats, device)
+        return _time_round_robin(variants, warmup, repeats, device, progress)
 
 
-def _time_round_robin(variants, warmup, repeats, device):
-    for fn in variants.values():
-        for _ in range(warmup):
+def _time_round_robin(variants, warmup, repeats, device, progress=False):
+    bar = None
+    if progress:
+        from mmengine.utils import ProgressBar
+        bar = ProgressBar(warmup + repeats)
+    for _ in range(warmup):
+        for fn in variants.values():
             fn()
+        if bar:
+            bar.update()
     _sync(device)
     times = {name: [] for name in variants}
     names = list(variants)
@@ -38,6 +45,10 @@ def _time_round_robin(variants, warmup, repeats, device):
             fn()
             _sync(device)
             times[name].append(time.perf_counter() - t)
+        if bar:
+            bar.update()
+    if bar:
+        print(flush=True)
     return times
 
 

@@ -66,7 +66,7 @@ def _region_spans(n_tokens: int, region: Optional[int]):
 
 def gate_panel(image: np.ndarray, choice_map: Dict, alpha: float = 0.3) -> np.ndarray:
     """The paper's Fig. 4 for one stage: each region lightly filled in its granularity's
-    colour and cut into its patches (white lines, every phi tokens), regions outlined in
+    colour and cut into its patches (lines half white, every phi tokens), regions outlined in
     black. ``image`` is the RGB uint8 input as the backbone saw it, or that upscaled by an
     integer factor k with the map's ``stride`` multiplied by k."""
     h, w = choice_map['hw']
@@ -80,11 +80,13 @@ def gate_panel(image: np.ndarray, choice_map: Dict, alpha: float = 0.3) -> np.nd
             g = int(phi[ri, rj])
             py0, py1 = min(H - 1, y0 * t), min(H, y1 * t)
             px0, px1 = min(W - 1, x0 * t), min(W, x1 * t)
-            if g > 0:  # patch lines inside the region
+            if g > 0:  # patch lines inside the region, half white so the image shows
                 for y in range(y0 + g, y1, g):
-                    canvas[min(H - 1, y * t), px0:px1] = 255
+                    line = canvas[min(H - 1, y * t), px0:px1]
+                    line[:] = line // 2 + 128
                 for x in range(x0 + g, x1, g):
-                    canvas[py0:py1, min(W - 1, x * t)] = 255
+                    line = canvas[py0:py1, min(W - 1, x * t)]
+                    line[:] = line // 2 + 128
             canvas[py0:py1, px0] = 0  # region outline (left and top; the next region
             canvas[py0, px0:px1] = 0  # or the border closes it)
     canvas[-1, :] = 0
@@ -120,7 +122,7 @@ def gate_figure(image: np.ndarray, choice_maps: List[Dict], betas: Dict[str, flo
         label = 'skip' if g == 0 else f'phi={g}'
         _text(out, label, x + 20, head + H + 21)
         x += 30 + 10 * len(label)
-    _text(out, 'white lines: patches (one query each); black: regions', x + 10,
+    _text(out, 'light lines: patches (one query each); black: regions', x + 10,
           head + H + 21, (80, 80, 80), 0.45)
     return out
 
