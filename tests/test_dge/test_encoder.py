@@ -8,6 +8,7 @@ CFG = dict(granularities=(1, 2, 4))
 
 
 def run(block, x, hw, seed=None):
+    """The block's output and the pass's cost."""
     if seed is not None:
         torch.manual_seed(seed)
     return block(x, hw)
@@ -25,18 +26,21 @@ def test_dense_sparse_and_inference_agree(tiny_block, hw, E):
     sparse.load_state_dict(dense.state_dict())
     x = torch.randn(2, E + hw[0] * hw[1], 8)
     dense.train(), sparse.train()
-    y_dense = run(dense, x, hw, seed=3)
-    y_sparse = run(sparse, x, hw, seed=3)
+    y_dense, cost_dense = run(dense, x, hw, seed=3)
+    y_sparse, cost_sparse = run(sparse, x, hw, seed=3)
     choice = dense.dge.last_choice
     assert torch.equal(choice, sparse.dge.last_choice)
     assert len(choice.unique()) > 1 or choice.numel() < 3
     torch.testing.assert_close(y_dense, y_sparse)
     sparse.eval()
     sparse.dge.force_choice = choice.flatten(1)
-    torch.testing.assert_close(run(sparse, x, hw), y_sparse)
+    y_inference, cost_inference = run(sparse, x, hw)
+    torch.testing.assert_close(y_inference, y_sparse)
     # the counted queries agree between the three passes
-    torch.testing.assert_close(dense.dge.last_num_queries.detach(),
-                               sparse.dge.last_num_queries.to(torch.float32))
+    counts = [c.routing.num_queries.detach().to(torch.float32)
+              for c in (cost_dense, cost_sparse, cost_inference)]
+    torch.testing.assert_close(counts[0], counts[1])
+    torch.testing.assert_close(counts[0], counts[2])
 
 
 def test_finest_choice_reproduces_vanilla_block(tiny_block):
@@ -47,14 +51,15 @@ def test_finest_choice_reproduces_vanilla_block(tiny_block):
     assert not unexpected
     x = torch.randn(3, 1 + 7 * 9, 8) * 5
     vanilla.eval(), dge.eval()
-    y = dge(x, (7, 9))
+    y, cost = dge(x, (7, 9))
     assert (dge.dge.last_choice == 0).all(), 'a fresh router must pick the finest granularity'
-    assert not dge.dge.last_pooled, 'all regions at phi=1 run the vanilla block directly'
-    torch.testing.assert_close(y, vanilla(x, (7, 9)))
+    assert not cost.routing.pooled, 'all regions at phi=1 run the vanilla block directly'
+    torch.testing.assert_close(y, vanilla(x, (7, 9))[0])
     # the pooled path computes the same (phi = 1 pools each token alone)
     dge.dge._finest_is_identity = False
-    torch.testing.assert_close(dge(x, (7, 9)), vanilla(x, (7, 9)))
-    assert dge.dge.last_pooled
+    y, cost = dge(x, (7, 9))
+    torch.testing.assert_close(y, vanilla(x, (7, 9))[0])
+    assert cost.routing.pooled
 
 
 def test_extra_tokens_stay_at_full_granularity(tiny_block):
@@ -64,10 +69,10 @@ def test_extra_tokens_stay_at_full_granularity(tiny_block):
     vanilla.eval(), dge.eval()
     x = torch.randn(2, 2 + 6 * 6, 8)
     dge.dge.force_choice = 2  # coarsest everywhere
-    y = dge(x, (6, 6))
+    y, cost = dge(x, (6, 6))
     # extra tokens attend to the same dense keys/values, so they match the vanilla block
-    torch.testing.assert_close(y[:, :2], vanilla(x, (6, 6))[:, :2])
-    assert dge.dge.last_queries.lengths == [2 + 4, 2 + 4]
+    torch.testing.assert_close(y[:, :2], vanilla(x, (6, 6))[0][:, :2])
+    assert cost.routing.queries.lengths == [2 + 4, 2 + 4]
     # coarse: every 4x4 region's tokens moved by one shared delta
     delta = (y - x)[:, 2:].view(2, 6, 6, 8)
     torch.testing.assert_close(delta[:, :4, :4], delta[:, :1, :1].expand(2, 4, 4, 8))
@@ -78,9 +83,9 @@ def test_layer_wise_routing_is_one_region(tiny_block):
     block.eval()
     block.dge.force_choice = 1
     x = torch.randn(2, 5 * 7, 8)
-    block(x, (5, 7))
+    _, cost = block(x, (5, 7))
     assert block.dge.last_choice.shape == (2, 1, 1)
-    assert block.dge.last_queries.lengths == [3 * 4, 3 * 4]
+    assert cost.routing.queries.lengths == [3 * 4, 3 * 4]
 
 
 @pytest.mark.parametrize('mode', ['dense', 'sparse'])
@@ -89,12 +94,12 @@ def test_router_gets_gradient_through_output_and_beta(tiny_block, mode):
     block.train()
     x = torch.randn(2, 8 * 8, 8)
     torch.manual_seed(0)
-    y = block(x, (8, 8))
+    y, cost = block(x, (8, 8))
     w = block.dge.router.gate.weight
     (g_out, ) = torch.autograd.grad((y * torch.randn_like(y)).sum(), w, retain_graph=True)
     assert g_out.abs().sum() > 0
     meter = ComplexityMeter()
-    meter.add('stage1', *block.last_macs)
+    meter.add('stage1', cost.static, cost.dynamic)
     beta = meter.ratio()
     (g_beta, ) = torch.autograd.grad(budget_loss(beta, 0.0), block.dge.router.gate.bias)
     # pushing beta down must lower the finest granularity's logit most
@@ -106,8 +111,7 @@ def test_beta_gradient_is_the_straight_through_estimate(tiny_block):
     block.train()
     x = torch.randn(1, 8 * 8, 8)
     torch.manual_seed(5)
-    block(x, (8, 8))
-    dyn = block.last_macs[1]
+    dyn = block(x, (8, 8))[1].dynamic
     (g, ) = torch.autograd.grad(dyn.sum(), block.dge.router.gate.bias)
     # hand derivation: d(sum_rk soft_rk n_rk c)/d b_j = c sum_r soft_rj (n_rj - sum_k soft_rk n_rk)
     geo = block.dge.geometry((8, 8), x.device)
@@ -127,15 +131,15 @@ def test_beta_hand_count(tiny_block):
     block.eval()
     block.dge.force_choice = torch.tensor([[0, 1, 2, 1]])  # phi = 1, 2, 4, 2
     x = torch.randn(1, 30, 8)
-    block(x, (5, 6))
+    _, block_cost = block(x, (5, 6))
     # phi=1 on 16 tokens: 16 queries; phi=2 on a 4x2 strip: 2; phi=4: 1; phi=2 on 1x2: 1
-    assert block.dge.last_queries.lengths == [20]
+    assert block_cost.routing.queries.lengths == [20]
     C = 8
     stem = 1000.0
     router = 4 * C * 3
     cost = lambda n, q: 2 * C * C * n + (8 * C * C + 2 * n * C) * q  # noqa: E731
     meter = ComplexityMeter()
     meter.add('stem', stem)
-    meter.add('stage1', *block.last_macs)
+    meter.add('stage1', block_cost.static, block_cost.dynamic)
     expected = (stem + cost(30, 20) + router) / (stem + cost(30, 30) + router)
     assert meter.ratio().item() == pytest.approx(expected, rel=1e-6)

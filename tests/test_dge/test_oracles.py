@@ -69,8 +69,8 @@ def test_pooled_query_reference_points_are_patch_centroids(hw):
     choice = torch.randint(0, len(phis), (2, R), generator=torch.Generator().manual_seed(1))
     layer.dge.force_choice = choice
     with torch.no_grad():
-        layer(torch.randn(2, hw[0] * hw[1], 8), hw)
-    queries = layer.dge.last_queries
+        _, cost = layer(torch.randn(2, hw[0] * hw[1], 8), hw)
+    queries = cost.routing.queries
     xy = queries.query_xy('cpu', torch.float64)
     start = 0
     for b in range(2):
@@ -124,7 +124,7 @@ def test_sparse_and_dense_training_agree_for_the_same_choices(attn_cfg):
         layer.double().train()
         layer.dge.force_choice = choice
         xi = x.clone().requires_grad_(True)
-        y = layer(xi, hw)
+        y = layer(xi, hw)[0]
         (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
         grads = {k: p.grad for k, p in layer.named_parameters() if '.router.' not in k}
         results[mode] = (y.detach(), xi.grad, grads)
@@ -205,7 +205,7 @@ def test_dpvt_dge_layer_equals_a_float64_restatement(hw):
         for p in layer.parameters():  # random everywhere: offsets, norms and routers too
             p.copy_(torch.randn_like(p) * 0.3)
         x = torch.randn(2, hw[0] * hw[1], 16, dtype=torch.float64)
-        y = layer(x, hw)
+        y = layer(x, hw)[0]
         chosen = layer.dge.last_choice
         assert len(set(chosen.flatten().tolist())) >= 3, 'the routing must mix granularities'
         for b in range(2):

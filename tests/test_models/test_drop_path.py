@@ -18,7 +18,7 @@ def test_drop_path_keeps_or_drops_each_image_whole(dge_cfg):
     B, H, W = 16, 8, 8
     x = torch.randn(B, 1 + H * W, 16)
     with torch.no_grad():
-        delta = layer(x, (H, W)) - x
+        delta = layer(x, (H, W))[0] - x
     changed = delta.abs().amax(-1) > 0  # (B, N): which tokens the branch reached
     per_image = changed.all(1) | (~changed).all(1)
     assert per_image.all(), f'images with mixed tokens: {(~per_image).nonzero().flatten().tolist()}'
@@ -28,7 +28,7 @@ def test_drop_path_keeps_or_drops_each_image_whole(dge_cfg):
     layer.eval()
     if dge_cfg is None:
         with torch.no_grad():
-            full = layer(x, (H, W)) - x
+            full = layer(x, (H, W))[0] - x
         torch.testing.assert_close(delta[kept], 2 * full[kept], rtol=1e-5, atol=1e-5)
 
 

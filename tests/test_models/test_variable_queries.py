@@ -19,12 +19,12 @@ def test_batch_equals_single_images(attn_cfg, E):
                           torch.randint(0, 2, (R, ))])
     layer.dge.force_choice = choice
     with torch.no_grad():
-        y = layer(x, hw)
-        lengths = layer.dge.last_queries.lengths
+        y, cost = layer(x, hw)
+        lengths = cost.routing.queries.lengths
         assert len(set(lengths)) == 3, 'the images must have different query counts'
         for i in range(3):
             layer.dge.force_choice = choice[i:i + 1]
-            torch.testing.assert_close(y[i:i + 1], layer(x[i:i + 1], hw))
+            torch.testing.assert_close(y[i:i + 1], layer(x[i:i + 1], hw)[0])
 
 
 @pytest.mark.parametrize('train_mode', ['sparse', 'dense'])
@@ -39,9 +39,9 @@ def test_every_region_skipped_gives_zero_queries(attn_cfg, train_mode):
     x = torch.randn(2, 6 * 10, 16, requires_grad=True)
     for training in (False, True):
         layer.train(training)
-        y = layer(x, (6, 10))
+        y, cost = layer(x, (6, 10))
         if not training or train_mode == 'sparse':
-            assert layer.dge.last_queries.num_queries == 0
+            assert cost.routing.queries.num_queries == 0
         torch.testing.assert_close(y, x)
     y.sum().backward()
     assert torch.isfinite(x.grad).all()

@@ -1,15 +1,15 @@
 """The Dynamic Grained Encoder core, shared by every backbone."""
-from .block import SparseQueryBlock
+from .block import BlockCost, SparseQueryBlock
 from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_budget,
                          linear_macs, norm_macs)
-from .encoder import DynamicGrainedEncoder
+from .encoder import DynamicGrainedEncoder, Routing
 from .geometry import RegionGeometry, check_granularities
 from .mechanism import dge_blocks, dge_encoders, forced_choice, vanilla_pass
 from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, sparse_queries
 from .router import GrainedRouter, gumbel_decision, region_mean
 
 __all__ = [
-    'SparseQueryBlock', 'ComplexityMeter', 'budget_loss', 'check_budget', 'attention_macs', 'linear_macs', 'norm_macs',
+    'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'budget_loss', 'check_budget', 'attention_macs', 'linear_macs', 'norm_macs',
     'DynamicGrainedEncoder', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
     'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass'

@@ -1,12 +1,22 @@
 """The generic mechanism that makes a vanilla encoder block optionally dynamic-grained."""
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from .complexity import Number
-from .encoder import DynamicGrainedEncoder
+from .encoder import DynamicGrainedEncoder, Routing
 from .queries import DenseQueries, QueryLayout
+
+
+class BlockCost(NamedTuple):
+    """A block's cost in one pass, in MACs per image: ``static`` (the vanilla block's,
+    plus the router's), ``dynamic`` (per enabled query; a (B,) tensor for a DGE block,
+    differentiable in training), and the pass's :class:`Routing` (None for a vanilla
+    block)."""
+    static: Number
+    dynamic: Number
+    routing: Optional[Routing] = None
 
 
 class SparseQueryBlock(BaseModule):
@@ -16,7 +26,7 @@ class SparseQueryBlock(BaseModule):
     says, keys/values from the dense tokens ``x`` (B, N, C)) and :meth:`query_macs` (its
     cost for N inputs and Q queries). :meth:`forward` then runs the vanilla block (every
     token a query) or, with ``dge_cfg``, the Dynamic Grained Encoder around the same code,
-    and records the cost of the pass in ``last_macs`` as ``(static, dynamic)``.
+    and returns the output with the pass's :class:`BlockCost`.
 
     Args:
         embed_dims: channels C.
@@ -31,7 +41,6 @@ class SparseQueryBlock(BaseModule):
         self.dge = None
         if dge_cfg is not None:
             self.dge = DynamicGrainedEncoder(embed_dims, **dge_cfg)
-        self.last_macs = None
 
     def forward_queries(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -44,20 +53,18 @@ class SparseQueryBlock(BaseModule):
         norm the vanilla pass shares between queries and keys). Default none."""
         return 0
 
-    def forward(self, x: Tensor, hw) -> Tensor:
-        """x: (B, E + H*W, C) with E extra tokens first; returns the same shape."""
+    def forward(self, x: Tensor, hw) -> Tuple[Tensor, BlockCost]:
+        """x: (B, E + H*W, C) with E extra tokens first; returns the same shape and the
+        pass's cost."""
         B, N, C = x.shape
         static = self.query_macs(N, N, hw)
         if self.dge is None:
             queries = DenseQueries(B, hw, N - hw[0] * hw[1])
             y = self.forward_queries(x.reshape(B * N, C), queries, x).view(B, N, C)
-            self.last_macs = (static, static)
-            return y
-        y = self.dge(x, hw, self.forward_queries)
+            return y, BlockCost(static, static)
+        y, routing = self.dge(x, hw, self.forward_queries)
         router = self.dge.router_flops(hw)
-        num_queries = self.dge.last_num_queries
-        dynamic = self.query_macs(N, num_queries, hw) + router
-        if self.dge.last_pooled:
-            dynamic = dynamic + self.pooled_query_macs(num_queries)
-        self.last_macs = (static + router, dynamic)
-        return y
+        dynamic = self.query_macs(N, routing.num_queries, hw) + router
+        if routing.pooled:
+            dynamic = dynamic + self.pooled_query_macs(routing.num_queries)
+        return y, BlockCost(static + router, dynamic, routing)

@@ -1,5 +1,5 @@
 """The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -14,6 +14,21 @@ TRAIN_MODES = ('dense', 'sparse')
 # block_fn(q, queries, x) -> q_out: runs a block with packed queries q (T, C) laid out by
 # `queries`, keys/values from the dense tokens x (B, N, C).
 BlockFn = Callable[[Tensor, QueryLayout, Tensor], Tensor]
+
+
+class Routing(NamedTuple):
+    """What one DGE pass decided, returned beside its output.
+
+    ``queries``: the layout the block ran on; ``choice``: (B, R) the granularity index of
+    every region; ``num_queries``: (B,) queries per image, extra tokens included (in
+    training the gate-weighted count, differentiable through the straight-through gate);
+    ``pooled``: False when every region took phi = 1 and the block ran on the tokens
+    themselves.
+    """
+    queries: QueryLayout
+    choice: Tensor
+    num_queries: Tensor
+    pooled: bool
 
 
 class DynamicGrainedEncoder(BaseModule):
@@ -74,10 +89,9 @@ class DynamicGrainedEncoder(BaseModule):
         self.force_choice: Optional[Union[int, Tensor]] = None
         self._finest = finest_index(self.granularities)
         self._finest_is_identity = self.granularities[self._finest] == 1
-        self.last_queries: Optional[QueryLayout] = None
+        # the last pass's choices, detached, with the map size: for pictures only
         self.last_choice: Optional[Tensor] = None
-        self.last_num_queries: Optional[Tensor] = None
-        self.last_pooled = False
+        self.last_hw: Optional[Tuple[int, int]] = None
 
     def init_weights(self):
         super().init_weights()
@@ -99,8 +113,9 @@ class DynamicGrainedEncoder(BaseModule):
             raise ValueError(f'force_choice has shape {tuple(fc.shape)}, expected {(B, R)}')
         return fc.to(device=device, dtype=torch.long)
 
-    def forward(self, x: Tensor, hw, block_fn: BlockFn) -> Tensor:
-        """Run ``block_fn`` on grained queries of ``x`` (B, E + H*W, C); return (B, N, C)."""
+    def forward(self, x: Tensor, hw, block_fn: BlockFn) -> Tuple[Tensor, Routing]:
+        """Route, build the queries, run ``block_fn`` on them against the dense tokens ``x``
+        (B, E + H*W, C), un-pool; returns the output (B, N, C) and the :class:`Routing`."""
         B, N, C = x.shape
         H, W = hw
         E = N - H * W
@@ -123,8 +138,8 @@ class DynamicGrainedEncoder(BaseModule):
                 # every region at phi = 1: the queries are the tokens, no pooling needed
                 queries = DenseQueries(B, hw, E)
                 y = block_fn(x.reshape(B * N, C), queries, x).view(B, N, C)
-                self._record(queries, choice, x.new_full((B, ), float(N)), geo, False)
-                return y
+                return y, self._routing(queries, choice, x.new_full((B, ), float(N)), geo,
+                                        False)
             queries = sparse_queries(geo, choice, E)
             num_queries = x.new_tensor(queries.lengths)
         q0 = queries.pool(x)
@@ -132,14 +147,12 @@ class DynamicGrainedEncoder(BaseModule):
         # the block's output is a fresh tensor: without autograd, reuse it for the delta
         delta = q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
         y = queries.unpool(x, delta)
-        self._record(queries, choice, num_queries, geo, True)
-        return y
+        return y, self._routing(queries, choice, num_queries, geo, True)
 
-    def _record(self, queries, choice, num_queries, geo, pooled: bool):
-        self.last_queries = queries
+    def _routing(self, queries, choice, num_queries, geo, pooled: bool) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
-        self.last_num_queries = num_queries
-        self.last_pooled = pooled
+        self.last_hw = tuple(queries.hw)
+        return Routing(queries, choice, num_queries, pooled)
 
     def router_flops(self, hw) -> int:
         """Cost of routing one image: the gate on every region (not query dependent)."""

@@ -32,7 +32,7 @@ def stage_choice_maps(backbone, index: int = 0) -> List[Dict]:
             phi = phis[dge.last_choice[index].cpu()].numpy()
             S = None if dge.region_size == 'layer' else dge.region_size
             out.append(dict(group=group, phi=phi, stride=stride, region_tokens=S,
-                            hw=dge.last_queries.hw))
+                            hw=dge.last_hw))
     return out
 
 

@@ -110,10 +110,10 @@ class DGEBackbone(BaseModule):
     def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
                   layer: str) -> Tensor:
         if self.with_cp and x.requires_grad:
-            x = checkpoint(block, x, hw, use_reentrant=False)
+            x, cost = checkpoint(block, x, hw, use_reentrant=False)
         else:
-            x = block(x, hw)
-        meter.add(group, *block.last_macs, layer=layer)
+            x, cost = block(x, hw)
+        meter.add(group, cost.static, cost.dynamic, layer=layer)
         return x
 
     # --- training mode, freezing ---------------------------------------------------------
