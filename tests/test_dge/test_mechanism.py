@@ -45,3 +45,22 @@ def test_forced_choice_resolves_per_encoder_and_restores_on_error():
     with pytest.raises(ValueError, match="'finest', 'coarsest'"):
         with forced_choice(m, 'middle'):
             pass
+
+
+def test_last_complexity_is_read_through_the_backbone_of_any_model():
+    from torch import nn
+    from vtpack_mm.dge import find_backbone, last_complexity
+    m = model()
+    wrapper = nn.Sequential(nn.Identity(), nn.ModuleList([m]))  # a whole model around it
+    with pytest.raises(RuntimeError, match='no forward pass yet'):
+        last_complexity(wrapper)
+    with torch.no_grad():
+        m(torch.randn(1, 3, 64, 64))
+    assert last_complexity(wrapper) is m.last_complexity
+    assert find_backbone(wrapper, with_dge=True) is m
+    two = nn.ModuleList([m, model()])
+    with pytest.raises(RuntimeError, match='tool needs exactly one vtpack_mm backbone; found 2'):
+        find_backbone(two, who='tool')
+    vanilla = vtpack_mm.PVT(arch='tiny')
+    with pytest.raises(RuntimeError, match='with DGE blocks .*found 0'):
+        find_backbone(vanilla, with_dge=True)

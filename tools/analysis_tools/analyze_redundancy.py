@@ -23,7 +23,7 @@ from mmengine.utils import track_iter_progress
 from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
                                 load_images)
 from vtpack_mm.analysis.redundancy import RedundancyProbe
-from vtpack_mm.dge import forced_choice
+from vtpack_mm.dge import forced_choice, last_complexity
 
 
 def folder_labels(paths):
@@ -45,7 +45,7 @@ def run(model, backbone, images, labels, threshold=None):
                 correct += int(logits.argmax(-1).item() == labels[i])
             else:
                 backbone(x)
-            static = backbone.last_complexity.total_static()
+            static = last_complexity(backbone).total_static()
             ratios.append((static - probe.saved_macs) / static)
     acc = correct / len(images) if classifier else None
     return probe.hist, probe.edges, float(np.mean(ratios)), acc

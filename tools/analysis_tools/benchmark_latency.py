@@ -35,7 +35,7 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 load_images, measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import routed_flops
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
-from vtpack_mm.dge import forced_choice
+from vtpack_mm.dge import forced_choice, last_complexity
 from vtpack_mm.models.converters import to_mmdet_pvt
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
@@ -164,7 +164,7 @@ def main():
         x = torch.cat([images[i % len(images)] for i in range(bs)])
         with torch.inference_mode():
             dge(x)
-        beta_x = float(dge.last_complexity.ratio().float().mean())
+        beta_x = float(last_complexity(dge).ratio().float().mean())
         # whole-backbone FLOPs per image (A.3 protocol), averaged over the batch
         per_image = [routed_flops(dge, dge, x[i:i + 1]) for i in range(bs)]
         flops = {k: float(np.mean([f[k] for f in per_image])) for k in ('static', 'dynamic')}

@@ -33,7 +33,7 @@ import vtpack_mm
 from vtpack_mm.analysis import calibrate_logit_shift, randomize_routers
 from vtpack_mm.analysis.flops import count_flops
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
-from vtpack_mm.dge import budget_loss
+from vtpack_mm.dge import budget_loss, last_complexity
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
 VARIANTS = ('vanilla', 'dense', 'sparse')
@@ -89,7 +89,7 @@ def stepper(model, x, target):
         opt.zero_grad(set_to_none=True)
         loss = sum(o.float().mean() for o in model(x))
         if dge:
-            loss = loss + budget_loss(model.last_complexity.ratio(), target)
+            loss = loss + budget_loss(last_complexity(model).ratio(), target)
         loss.backward()
         opt.step()
     return step
@@ -149,7 +149,7 @@ def main(argv=None):
     betas = {}
     for name in VARIANTS[1:]:
         steps[name]()
-        betas[name] = float(models[name].last_complexity.ratio().detach().float().mean())
+        betas[name] = float(last_complexity(models[name]).ratio().detach().float().mean())
     stats = {k: summarize(v) for k, v in times.items()}
     paired = paired_speedups(times, 'vanilla')
     floor = {k: flops['vanilla'] / v for k, v in flops.items()}

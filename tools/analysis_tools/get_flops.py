@@ -27,7 +27,7 @@ from mmengine.utils import track_iter_progress
 
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 randomize_routers)
-from vtpack_mm.dge import vanilla_pass
+from vtpack_mm.dge import last_complexity, vanilla_pass
 from vtpack_mm.analysis.flops import (count_flops, framework_flops, model_flops, shape_inputs,
                                       test_inputs)
 
@@ -84,7 +84,7 @@ def main(argv=None):
     # check: mmengine's count of the vanilla backbone against the analytic count
     with torch.no_grad(), vanilla_pass(backbone):
         counted = count_flops(backbone, (x0, ))
-        analytic = backbone.last_complexity.total_static()
+        analytic = last_complexity(backbone).total_static()
     shape = 'x'.join(str(s) for s in x0.shape[-2:])
     print(f'{n} input(s) (first: {shape} after preprocessing); FLOPs = multiply-adds, averaged'
           + (f'; logit shift {shift:+.3f}' if shift else ''))

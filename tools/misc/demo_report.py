@@ -25,6 +25,7 @@ from mmengine.runner import Runner
 
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
+from vtpack_mm.dge import last_complexity
 from vtpack_mm.models.converters import publish
 from vtpack_mm.visualization import draw_gates, legend, stage_choice_maps
 
@@ -53,7 +54,7 @@ def evaluate(config, checkpoint, work_dir, shift=0.0):
     betas, dynamic, static = [], [], []
 
     def record(module, args, output):
-        meter, B = module.last_complexity, output[0].shape[0]
+        meter, B = last_complexity(module), output[0].shape[0]
         # (B,) per image with DGE; one number for a vanilla backbone
         betas.extend(torch.as_tensor(meter.ratio()).float().expand(B).tolist())
         gmacs = torch.as_tensor(meter.total_dynamic(), dtype=torch.float64) / 1e9

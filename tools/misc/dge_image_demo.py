@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import vtpack_mm
-from vtpack_mm.dge import forced_choice
+from vtpack_mm.dge import forced_choice, last_complexity
 
 SYMBOLS = {1: '.', 2: 'o', 4: '#'}
 
@@ -29,7 +29,7 @@ def load_image(name: str, size):
 
 
 def describe(model, title):
-    meter = model.last_complexity
+    meter = last_complexity(model)
     print(f'\n== {title}: beta = {meter.ratio().mean().item():.3f} '
           f'(dynamic {meter.total_dynamic().mean().item() / 1e9:.2f} GMACs / static '
           f'{meter.total_static() / 1e9:.2f} GMACs)')

@@ -19,6 +19,7 @@ from mmengine.visualization import Visualizer
 
 from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
                                 load_images)
+from vtpack_mm.dge import last_complexity
 from vtpack_mm.visualization import draw_gates, stage_betas
 
 
@@ -39,7 +40,7 @@ def main():
     for path, x, rgb in zip(paths, tensors, rgbs):
         with torch.no_grad():
             backbone(x)
-        beta = backbone.last_complexity.ratio().item()
+        beta = last_complexity(backbone).ratio().item()
         name = osp.splitext(osp.basename(path))[0]
         vis.add_image(f'gates_{name}', draw_gates(backbone, rgb))
         print(f'{name}: beta {beta:.3f}; ' + ', '.join(

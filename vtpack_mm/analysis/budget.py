@@ -3,6 +3,8 @@ from typing import Sequence, Tuple
 
 import torch
 
+from ..dge import last_complexity
+
 
 @torch.no_grad()
 def measure_beta(backbone, images: Sequence[torch.Tensor]) -> float:
@@ -11,7 +13,7 @@ def measure_beta(backbone, images: Sequence[torch.Tensor]) -> float:
     betas = []
     for x in images:
         backbone(x)
-        betas.append(backbone.last_complexity.ratio().float().mean().item())
+        betas.append(last_complexity(backbone).ratio().float().mean().item())
     return sum(betas) / len(betas)
 
 

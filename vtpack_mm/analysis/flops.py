@@ -13,6 +13,8 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
+from ..dge import last_complexity
+
 
 def sdpa_flop_jit(inputs, outputs) -> int:
     q, k = get_shape(inputs[0]), get_shape(inputs[1])
@@ -109,9 +111,9 @@ def routed_flops(module, backbone, inputs) -> Dict[str, float]:
     from ..dge import vanilla_pass
     with vanilla_pass(backbone):
         vanilla_total = count_flops(module, (inputs, ))
-        vanilla_backbone = backbone.last_complexity.total_static()
+        vanilla_backbone = last_complexity(backbone).total_static()
     module(inputs)  # the routed pass
-    meter = backbone.last_complexity
+    meter = last_complexity(backbone)
     routers = meter.total_static() - vanilla_backbone  # the meter's static counts them
     static_total = vanilla_total + routers
     dynamic_backbone = float(meter.total_dynamic().float().mean()) if torch.is_tensor(

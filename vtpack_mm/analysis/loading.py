@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from ..compat import allow_runner_checkpoints
+from ..dge import find_backbone
 from ..engine import find_dge_backbone
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -62,14 +63,7 @@ def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
 
 def backbone_of(model):
     """The vtpack_mm backbone of a whole model (or the backbone itself)."""
-    from ..models.backbones.base import DGEBackbone
-    if isinstance(model, DGEBackbone):
-        return model
-    found = [m for m in model.modules() if isinstance(m, DGEBackbone)]
-    if len(found) != 1:
-        raise RuntimeError(f'expected one vtpack_mm backbone in {type(model).__name__}, '
-                           f'found {len(found)}')
-    return found[0]
+    return find_backbone(model, who='the analysis tools')
 
 
 def image_paths(source: str, limit: Optional[int] = None) -> List[str]:

@@ -4,7 +4,8 @@ from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_bud
                          linear_macs, norm_macs)
 from .encoder import DynamicGrainedEncoder, Routing
 from .geometry import RegionGeometry, check_granularities
-from .mechanism import dge_blocks, dge_encoders, forced_choice, vanilla_pass
+from .mechanism import (RoutedBackbone, dge_blocks, dge_encoders, find_backbone, forced_choice,
+                        last_complexity, vanilla_pass)
 from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, sparse_queries
 from .router import GrainedRouter, gumbel_decision, region_mean
 
@@ -12,5 +13,6 @@ __all__ = [
     'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'budget_loss', 'check_budget', 'attention_macs', 'linear_macs', 'norm_macs',
     'DynamicGrainedEncoder', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
-    'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass'
+    'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass',
+    'RoutedBackbone', 'find_backbone', 'last_complexity'
 ]

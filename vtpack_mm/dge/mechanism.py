@@ -1,12 +1,42 @@
 """What code outside the models uses to drive the DGE blocks of any model."""
 from contextlib import contextmanager
-from typing import List, Union
+from typing import List, Optional, Union
 
 from torch import Tensor, nn
 
 from .block import SparseQueryBlock
+from .complexity import ComplexityMeter
 from .encoder import DynamicGrainedEncoder
 from .router import finest_index
+
+
+class RoutedBackbone:
+    """Marks a backbone whose forward adds up its blocks' returned costs and keeps the
+    result in ``last_complexity``: the one record of the last pass that code outside the
+    model reads, through :func:`last_complexity`."""
+    last_complexity: Optional[ComplexityMeter] = None
+
+
+def find_backbone(model: nn.Module, with_dge: bool = False, who: str = 'this') -> nn.Module:
+    """The one vtpack_mm backbone inside ``model`` (a backbone, a whole model or a
+    wrapper); with ``with_dge``, the one that has DGE blocks. ``who`` names the caller in
+    the error."""
+    found = [m for m in model.modules() if isinstance(m, RoutedBackbone)
+             and (not with_dge or dge_encoders(m))]
+    if len(found) != 1:
+        what = 'vtpack_mm backbone with DGE blocks (set dge_cfg on the backbone)' \
+            if with_dge else 'vtpack_mm backbone'
+        raise RuntimeError(f'{who} needs exactly one {what}; found {len(found)} in '
+                           f'{type(model).__name__}')
+    return found[0]
+
+
+def last_complexity(model: nn.Module) -> ComplexityMeter:
+    """The cost record of the last forward pass of the backbone inside ``model``."""
+    meter = find_backbone(model).last_complexity
+    if meter is None:
+        raise RuntimeError('no forward pass yet: the backbone has no cost record')
+    return meter
 
 
 def dge_blocks(model: nn.Module) -> List[SparseQueryBlock]:

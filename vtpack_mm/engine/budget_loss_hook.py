@@ -6,19 +6,14 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
 from ..compat import allow_runner_checkpoints
+from ..dge import find_backbone, last_complexity
 from ..dge.complexity import budget_loss, check_budget
 from ..registry import HOOKS
 
 
-def find_dge_backbone(model):
+def find_dge_backbone(model, who: str = 'BudgetLossHook'):
     """The one vtpack_mm backbone with DGE blocks inside ``model``."""
-    from ..models.backbones.base import DGEBackbone
-    found = [m for m in model.modules() if isinstance(m, DGEBackbone) and m.dge_modules()]
-    if len(found) != 1:
-        raise RuntimeError(f'BudgetLossHook needs exactly one vtpack_mm backbone with DGE blocks '
-                           f'(set dge_cfg on the backbone); found {len(found)} in '
-                           f'{type(model).__name__}')
-    return found[0]
+    return find_backbone(model, with_dge=True, who=who)
 
 
 @HOOKS.register_module()
@@ -65,7 +60,7 @@ class BudgetLossHook(Hook):
 
     def _losses_with_budget(self, orig_loss, *args, **kwargs):
         losses = orig_loss(*args, **kwargs)
-        meter = self._backbone.last_complexity
+        meter = last_complexity(self._backbone)
         ratio = meter.ratio()
         gamma = self.target(self._iter)
         losses['loss_budget'] = budget_loss(ratio, gamma, self.loss_weight)

@@ -35,7 +35,7 @@ class GateVisualizationHook(Hook):
         if self._drawn >= self.max_images or batch_idx % self.interval:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        backbone = find_dge_backbone(model)
+        backbone = find_dge_backbone(model, 'GateVisualizationHook')
         img = data_batch['inputs'][0]
         img = img.detach().cpu().numpy().transpose(1, 2, 0)
         if img.dtype != np.uint8:

@@ -104,7 +104,7 @@ class RetrofitHook(Hook):
                                "'MMDistributedDataParallel', find_unused_parameters=True) "
                                '(tools/retrofit.py sets it)')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._backbone = find_dge_backbone(model)
+        self._backbone = find_dge_backbone(model, 'RetrofitHook')
         prefix = next(n for n, m in model.named_modules() if m is self._backbone)
         device = next(model.parameters()).device
         self.teacher = self.build_teacher(runner.cfg.model.backbone, device)

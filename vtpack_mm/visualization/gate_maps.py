@@ -5,6 +5,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..dge import last_complexity
+
 GATE_COLOURS = {0: (128, 128, 128), 1: (230, 40, 40), 2: (40, 200, 40), 4: (40, 90, 240),
                 8: (200, 40, 200)}
 
@@ -130,7 +132,7 @@ def gate_figure(image: np.ndarray, choice_maps: List[Dict], betas: Dict[str, flo
 def stage_betas(backbone, index: int = 0) -> Dict[str, float]:
     """beta of each stage (or of DeiT's one group of layers) for image ``index`` of the
     last forward pass."""
-    meter = backbone.last_complexity
+    meter = last_complexity(backbone)
     out = {}
     for name, static in meter.static.items():
         dyn = meter.dynamic[name]

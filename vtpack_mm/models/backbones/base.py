@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, DynamicGrainedEncoder
+from ...dge import ComplexityMeter, DynamicGrainedEncoder, RoutedBackbone
 from ..layers.attention import DeformablePointAttention
 from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
                          unwrap_checkpoint)
@@ -51,7 +51,7 @@ def check_arch(arch, arch_zoo: Dict[str, dict], required: Sequence[str], name: s
     return dict(arch)
 
 
-class DGEBackbone(BaseModule):
+class DGEBackbone(BaseModule, RoutedBackbone):
     """Base of the vtpack_mm backbones.
 
     Subclasses build ``self.blocks_by_stage`` (a list of lists of
