@@ -88,9 +88,9 @@ def close_distributed():
 def end_distributed_process():
     """End a distributed tool's process once its work is done and saved: wait for every
     rank, destroy the process group, flush the logs and exit with status 0 without the
-    interpreter's teardown. In that teardown, the gloo group's threads (still referenced
-    by the DDP wrapper) were seen to abort rank 0 after a finished run ("terminate called
-    without an active exception", exit -6), about once in twenty runs. Does nothing
+    interpreter's teardown: there, the gloo group's threads, still referenced by the DDP
+    wrapper, can abort a rank after a finished run ("terminate called without an active
+    exception", exit -6), which would report a successful run as failed. Does nothing
     outside a distributed run."""
     import logging
     import sys
