@@ -48,12 +48,12 @@ def test_pvt_small_matches_published_cost():
     assert abs(deit.last_complexity.total_static() / 6.1e9 - 1) < 0.02
 
 
-def run_tool(*argv):
+def run_tool(*argv, tool='get_flops.py'):
+    """tools/analysis_tools/TOOL run as from the command line with ``argv``."""
     old = sys.argv
-    sys.argv = ['get_flops.py'] + [str(a) for a in argv]
+    sys.argv = [tool] + [str(a) for a in argv]
     try:
-        runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', 'get_flops.py'),
-                       run_name='__main__')
+        runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', tool), run_name='__main__')
     finally:
         sys.argv = old
 
@@ -143,15 +143,8 @@ def test_benchmark_model_times_the_whole_model(shapes, tmp_path, capsys):
     """benchmark_model.py: whole model and backbone alone, vanilla and routed, on images
     through the config's pipeline; the ratios and FLOPs it reports are its own raw data's."""
     import statistics
-    old = sys.argv
-    sys.argv = ['benchmark_model.py', DEMO_DGE, '--images', str(shapes / 'coco' / 'val'),
-                '--limit', '2', '--warmup', '0', '--repeats', '3',
-                '--out', str(tmp_path / 'b.json')]
-    try:
-        runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark_model.py'),
-                       run_name='__main__')
-    finally:
-        sys.argv = old
+    run_tool(DEMO_DGE, '--images', shapes / 'coco' / 'val', '--limit', 2, '--warmup', 0,
+             '--repeats', 3, '--out', tmp_path / 'b.json', tool='benchmark_model.py')
     res = json.loads((tmp_path / 'b.json').read_text())
     out = capsys.readouterr().out
     # progress: each calibration step, and mmengine's bar over the 3 timed rounds
@@ -173,15 +166,8 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
     below 1x (it computes every granularity) and sparse mode's above, peak memory measured
     in a process per variant."""
     import statistics
-    old = sys.argv
-    sys.argv = ['benchmark_train.py', '--arch', 'tiny', '--size', '64', '64', '--batch', '2',
-                '--warmup', '0', '--repeats', '2', '--memory-steps', '1',
-                '--out', str(tmp_path / 't.json')]
-    try:
-        runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', 'benchmark_train.py'),
-                       run_name='__main__')
-    finally:
-        sys.argv = old
+    run_tool('--arch', 'tiny', '--size', 64, 64, '--batch', 2, '--warmup', 0, '--repeats', 2,
+             '--memory-steps', 1, '--out', tmp_path / 't.json', tool='benchmark_train.py')
     res = json.loads((tmp_path / 't.json').read_text())
     for name in ('vanilla', 'dense', 'sparse'):
         ratio = statistics.median(b / v for b, v in zip(res['times']['vanilla'],

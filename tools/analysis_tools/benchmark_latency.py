@@ -34,22 +34,22 @@ import vtpack_mm
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 load_images, measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import routed_flops
+from vtpack_mm.analysis.loading import SAMPLE_PHOTOS, sample_photos
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.dge import forced_choice, last_complexity
 from vtpack_mm.models.converters import to_mmdet_pvt
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
 IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
-SAMPLES = ['astronaut', 'coffee', 'chelsea', 'rocket']
 
 
 def sample_images(size):
     """scikit-image's bundled photos, normalised like ImageNet, resized to ``size``."""
-    from skimage import data, transform
+    from skimage import transform
     mean, std = np.array(IMAGENET['mean']) / 255, np.array(IMAGENET['std']) / 255
     out = []
-    for name in SAMPLES:
-        img = getattr(data, name)()[..., :3].astype(np.float32) / 255.0
+    for rgb in sample_photos().values():
+        img = rgb.astype(np.float32) / 255.0
         img = (transform.resize(img, size, anti_aliasing=True) - mean) / std
         out.append(torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))[None])
     return out
@@ -135,7 +135,7 @@ def main():
     if args.images:
         cfg = Config.fromfile(args.config) if args.config else Config(
             dict(model=dict(data_preprocessor=IMAGENET)))
-        images = load_images(image_paths(args.images, len(SAMPLES)), cfg, args.size)
+        images = load_images(image_paths(args.images, len(SAMPLE_PHOTOS)), cfg, args.size)
     else:
         images = sample_images(tuple(args.size))
     if args.no_calibrate and not random_router:

@@ -35,17 +35,15 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import model_flops, test_inputs
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.analysis.loading import sample_photos
 from vtpack_mm.dge import vanilla_pass
-
-SAMPLES = ['astronaut', 'coffee', 'chelsea', 'rocket']
 
 
 def sample_folder(folder):
     """scikit-image's bundled photos written as PNG files into ``folder``."""
     import mmcv
-    from skimage import data
-    for name in SAMPLES:
-        mmcv.imwrite(getattr(data, name)()[..., :3][..., ::-1], osp.join(folder, f'{name}.png'))
+    for name, rgb in sample_photos().items():
+        mmcv.imwrite(rgb[..., ::-1], osp.join(folder, f'{name}.png'))
     return folder
 
 
@@ -112,10 +110,10 @@ def main(argv=None):
            'vanilla-backbone': vanilla(bone), 'dge-backbone': bone}
     times = time_variants(fns, args.warmup, args.repeats, progress=True)
     stats = {k: summarize(v) for k, v in times.items()}
-    paired = {}
-    for base in ('vanilla', 'vanilla-backbone'):
-        part = {k: v for k, v in times.items() if (k.endswith('-backbone') == (base != 'vanilla'))}
-        paired.update(paired_speedups(part, base))
+    # each variant against the vanilla run of the same scope
+    paired = {**paired_speedups({k: times[k] for k in ('vanilla', 'dge')}, 'vanilla'),
+              **paired_speedups({k: times[k] for k in ('vanilla-backbone', 'dge-backbone')},
+                                'vanilla-backbone')}
     shapes = sorted({'x'.join(str(d) for d in x.shape[-2:]) for x in images})
     rest = {k: stats[k]['median'] - stats[f'{k}-backbone']['median'] for k in ('vanilla', 'dge')}
     results = dict(config=args.config, checkpoint=args.checkpoint, mode=args.mode,

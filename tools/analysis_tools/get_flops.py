@@ -27,9 +27,9 @@ from mmengine.utils import track_iter_progress
 
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 randomize_routers)
-from vtpack_mm.dge import last_complexity, vanilla_pass
 from vtpack_mm.analysis.flops import (count_flops, framework_flops, model_flops, shape_inputs,
                                       test_inputs)
+from vtpack_mm.dge import last_complexity, vanilla_pass
 
 
 def dataset_folder(cfg):
@@ -47,7 +47,7 @@ def parse_args(argv=None):
     src.add_argument('--images', help='a folder of images')
     src.add_argument('--dataset', action='store_true', help="the config's test images")
     src.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
-                     help='one blank H x W input, not resized')
+                     help='one H x W input of noise, not resized')
     parser.add_argument('--limit', type=int, default=20)
     parser.add_argument('--target-beta', type=float,
                         help='shift the router logits until the inputs reach this beta')

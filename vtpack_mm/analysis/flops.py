@@ -13,7 +13,7 @@ import torch
 from mmengine.analysis import FlopAnalyzer
 from mmengine.analysis.jit_handles import get_shape
 
-from ..dge import last_complexity
+from ..dge import last_complexity, vanilla_pass
 
 
 def sdpa_flop_jit(inputs, outputs) -> int:
@@ -108,7 +108,6 @@ def routed_flops(module, backbone, inputs) -> Dict[str, float]:
     block, whatever its granularities) plus the routers' own cost. Dynamic: that, with the
     backbone's static cost replaced by its cost per enabled query in the routed pass.
     """
-    from ..dge import vanilla_pass
     with vanilla_pass(backbone):
         vanilla_total = count_flops(module, (inputs, ))
         vanilla_backbone = last_complexity(backbone).total_static()
@@ -129,7 +128,6 @@ def framework_flops(model, backbone, inputs, data_samples) -> int:
     """What mmdet's and mmseg's own get_flops report for the vanilla computation of
     ``model``: mmengine's analyzer with its default handles only (attention's matrix
     products, run by SDPA, count 0 there)."""
-    from ..dge import vanilla_pass
     analyzer = FlopAnalyzer(_TensorForward(model, data_samples), (inputs, ))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)

@@ -15,6 +15,14 @@ from ..dge import find_backbone
 from ..engine import find_dge_backbone
 
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# scikit-image's bundled photos: the benchmarks' default inputs
+SAMPLE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
+
+
+def sample_photos():
+    """scikit-image's bundled photos as RGB uint8 arrays, by name."""
+    from skimage import data
+    return {name: getattr(data, name)()[..., :3] for name in SAMPLE_PHOTOS}
 
 
 def load_config(config) -> Config:

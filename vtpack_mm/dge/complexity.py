@@ -6,7 +6,7 @@ projections, spatial reduction, routers, stems) is charged for the N input token
 the dynamic and the static sums, as the paper's A.3 protocol and the reference code do.
 """
 from collections import OrderedDict
-from typing import Dict, Union
+from typing import Dict, Optional, Union
 
 import torch
 from torch import Tensor
@@ -70,12 +70,17 @@ class ComplexityMeter:
             dyn = torch.tensor(float(dyn))
         return dyn / self.total_static()
 
-    def group_ratios(self) -> Dict[str, Tensor]:
-        """beta of each group alone, averaged over the batch."""
+    def group_ratios(self, index: Optional[int] = None) -> Dict[str, Tensor]:
+        """beta of each group alone: averaged over the batch, or of image ``index``."""
         out = OrderedDict()
         for name, static in self.static.items():
             dyn = self.dynamic[name]
-            dyn = dyn.float().mean() if torch.is_tensor(dyn) else torch.tensor(float(dyn))
+            if not torch.is_tensor(dyn):
+                dyn = torch.tensor(float(dyn))
+            elif index is not None and dyn.dim():
+                dyn = dyn[index].float()
+            else:
+                dyn = dyn.float().mean()
             out[name] = dyn / static if static > 0 else torch.ones(())
         return out
 

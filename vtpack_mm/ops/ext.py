@@ -27,16 +27,21 @@ def device_kind(t: torch.Tensor) -> str:
 
 
 @contextlib.contextmanager
+def _setting(key: str, value):
+    """Within the block, ``_state[key]`` is ``value``; the old value comes back after."""
+    saved = _state.get(key, False)
+    _state[key] = value
+    try:
+        yield
+    finally:
+        _state[key] = saved
+
+
 def take_cuda_branches(enabled: bool = True):
     """Within the block, CPU tensors take the branches CUDA tensors take: the PyTorch
     references instead of the compiled CPU kernels (the Triton kernels when
     ``VTPACK_MM_TRITON=1``), and padded attention for batches of unequal query counts."""
-    saved = _state['as_cuda']
-    _state['as_cuda'] = enabled
-    try:
-        yield
-    finally:
-        _state['as_cuda'] = saved
+    return _setting('as_cuda', enabled)
 
 
 def load() -> bool:
@@ -89,24 +94,12 @@ def has_kernel(*tensors: torch.Tensor) -> bool:
     return backend(*tensors) is not None
 
 
-@contextlib.contextmanager
 def use_triton_on_cpu():
     """Within the block, CPU tensors go to the Triton kernels (run them under
     ``TRITON_INTERPRET=1``, set before Triton is imported)."""
-    saved = _state.get('triton_on_cpu', False)
-    _state['triton_on_cpu'] = True
-    try:
-        yield
-    finally:
-        _state['triton_on_cpu'] = saved
+    return _setting('triton_on_cpu', True)
 
 
-@contextlib.contextmanager
 def use_kernels(enabled: bool = True):
     """Within the block, use the compiled kernels (True) or the references (False)."""
-    saved = _state['enabled']
-    _state['enabled'] = enabled
-    try:
-        yield
-    finally:
-        _state['enabled'] = saved
+    return _setting('enabled', enabled)

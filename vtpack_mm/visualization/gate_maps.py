@@ -132,13 +132,8 @@ def gate_figure(image: np.ndarray, choice_maps: List[Dict], betas: Dict[str, flo
 def stage_betas(backbone, index: int = 0) -> Dict[str, float]:
     """beta of each stage (or of DeiT's one group of layers) for image ``index`` of the
     last forward pass."""
-    meter = last_complexity(backbone)
-    out = {}
-    for name, static in meter.static.items():
-        dyn = meter.dynamic[name]
-        dyn = float(dyn[index]) if torch.is_tensor(dyn) and dyn.dim() else float(dyn)
-        out[name] = dyn / static if static > 0 else 1.0
-    return out
+    ratios = last_complexity(backbone).group_ratios(index)
+    return {name: float(r) for name, r in ratios.items()}
 
 
 def draw_gates(backbone, image: np.ndarray, index: int = 0, min_side: int = 320) -> np.ndarray:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, DynamicGrainedEncoder, RoutedBackbone
+from ...dge import ComplexityMeter, DynamicGrainedEncoder, RoutedBackbone, dge_encoders
 from ..layers.attention import DeformablePointAttention
 from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
                          unwrap_checkpoint)
@@ -141,7 +141,7 @@ class DGEBackbone(BaseModule, RoutedBackbone):
 
     # --- DGE access ----------------------------------------------------------------------
     def dge_modules(self):
-        return [m for m in self.modules() if isinstance(m, DynamicGrainedEncoder)]
+        return dge_encoders(self)
 
     def set_logit_shift(self, shift: float):
         """Set the budget knob of every DGE router (see ``dge_cfg.logit_shift``)."""
