@@ -4,7 +4,8 @@ import numpy as np
 import torch
 
 import vtpack_mm
-from vtpack_mm.visualization import gate_overlay, stage_choice_maps
+from vtpack_mm.dge import routing_maps
+from vtpack_mm.visualization import gate_overlay
 from vtpack_mm.visualization.gate_maps import GATE_COLOURS
 
 PHIS = (1, 2, 4)
@@ -24,7 +25,7 @@ def test_forced_choices_are_drawn_in_their_colours():
         forced[f'stage{i + 1}'] = (choice.view(gy, gx), stride)
     with torch.no_grad():
         model(torch.randn(1, 3, H, W))
-    maps = stage_choice_maps(model, 0)
+    maps = routing_maps(model, 0)
     assert [m['group'] for m in maps] == list(forced)
     black = np.zeros((H, W, 3), np.uint8)
     for m in maps:

@@ -30,7 +30,7 @@ def run_tool(path, *argv):
 
 def test_vis_gates_draws_every_stage(shapes, tmp_path):
     run_tool('visualization/vis_gates.py', DET, '--images', shapes / 'coco' / 'val',
-             '--out', tmp_path, '--limit', '2', '--logit-shift', '6')
+             '--out-dir', tmp_path, '--limit', '2', '--logit-shift', '6')
     files = sorted((tmp_path / 'vis_data' / 'vis_image').glob('*.png'))
     assert len(files) == 2
     import cv2
@@ -87,7 +87,7 @@ def test_replacement_extremes():
 
 def test_analyze_redundancy_cli(shapes, tmp_path):
     run_tool('analysis_tools/analyze_redundancy.py', CLS, '--images',
-             shapes / 'imagenet' / 'val', '--out', tmp_path, '--limit', '3',
+             shapes / 'imagenet' / 'val', '--out-dir', tmp_path, '--limit', '3',
              '--thresholds', '0.9', '2.0')
     import json
     res = json.loads((tmp_path / 'redundancy.json').read_text())
@@ -106,6 +106,17 @@ def test_calibrate_budget_cli(shapes, capsys):
     out = capsys.readouterr().out
     # an untrained router picks phi=1 everywhere; the shift alone moves every region at once
     assert 'beta without shift: 1.00' in out and 'model.backbone.dge_cfg.logit_shift=' in out
+
+
+def test_image_tools_take_cfg_options(shapes, capsys):
+    # the config's knob set through --cfg-options reaches the model: beta before any
+    # calibration is no longer the untrained router's 1.0
+    run_tool('analysis_tools/calibrate_budget.py', DET, '--images', shapes / 'coco' / 'val',
+             '--target', '0.5', '--limit', '2', '--cfg-options',
+             'model.backbone.dge_cfg.logit_shift=6')
+    out = capsys.readouterr().out
+    before = float(out.split('beta without shift: ')[1].split()[0])
+    assert before < 0.9
 
 
 @pytest.mark.parametrize('model', ['pvt', 'dpvt'])

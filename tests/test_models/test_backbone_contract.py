@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 import vtpack_mm
+from vtpack_mm.models.layers import DeformablePointAttention
 
 DGE = dict(granularities=(1, 2, 4))
 BACKBONES = [(vtpack_mm.PVT, dict(arch='tiny')), (vtpack_mm.DPVT, dict(arch='tiny')),
@@ -32,6 +33,31 @@ def test_any_input_size(cls, kw, size):
     stride = 32 if cls is not vtpack_mm.DeiT else 16
     assert outs[-1].shape[-2:] == (size[0] // stride, size[1] // stride)
     assert 0 < model.last_complexity.ratio().item() <= 1
+
+
+@pytest.mark.parametrize('init_cfg', [None, dict(type='TruncNormal', layer='Linear', std=0.5)],
+                         ids=['default', 'TruncNormal'])
+def test_every_init_type_runs_the_modules_own_init(init_cfg):
+    # routers start at the finest granularity and deformable offsets spread around their
+    # point whatever init_cfg the backbone has: those modules own their init_weights
+    model = vtpack_mm.DPVT(arch='tiny', dge_cfg=DGE, init_cfg=init_cfg)
+    for m in model.modules():  # anything but what the init would give
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight)
+            nn.init.normal_(m.bias)
+    model.init_weights()
+    routers = [m.router for m in model.dge_modules()]
+    assert routers and all(r.gate.weight.abs().max() == 0 for r in routers)
+    assert all(r.gate.bias.argmax().item() == 0 and r.gate.bias[0] > 0 for r in routers)
+    attns = [m for m in model.modules() if isinstance(m, DeformablePointAttention)]
+    fresh = DeformablePointAttention(64, 1)
+    fresh.reset_offsets()
+    assert attns and all(a.offsets.weight.abs().max() == 0 for a in attns)
+    assert torch.equal(attns[0].offsets.bias, fresh.offsets.bias)
+    other = [m.weight for m in model.modules() if isinstance(m, nn.Linear)
+             and not any(m is r.gate for r in routers) and not any(m is a.offsets for a in attns)]
+    spread = torch.cat([w.flatten() for w in other]).std().item()
+    assert spread == pytest.approx(0.5 if init_cfg else 0.02, rel=0.2)
 
 
 @pytest.mark.parametrize('cls, kw', BACKBONES, ids=IDS)

@@ -1,27 +1,28 @@
 """The paper's Sec. 3.1 analysis of spatial redundancy, for any checkpoint and images.
 
     python tools/analysis_tools/analyze_redundancy.py CONFIG [--checkpoint CKPT]
-        --images DIR --out DIR [--limit 50] [--size H W]
-        [--thresholds 0.5 0.7 0.8 0.9 0.95 0.99]
+        --images DIR --out-dir DIR [--limit 50] [--size H W]
+        [--thresholds 0.5 0.7 0.8 0.9 0.95 0.99] [--cfg-options k=v ...]
 
 1. Per encoder layer, the histogram of the Pearson correlation between each token and the
-   mean of its 2x2 patch (OUT/pcc_hist.png, the paper's Fig. 2a).
+   mean of its 2x2 patch (OUT_DIR/pcc_hist.png, the paper's Fig. 2a).
 2. For each threshold: tokens above it are replaced by their patch mean, and each patch's
    replaced tokens count as one query. The complexity ratio is reported, and for a
    classifier with images in class folders (ImageNet layout, classes in sorted order) the
-   top-1 accuracy too (OUT/curve.png, the paper's Fig. 2b).
-Numbers go to OUT/redundancy.json.
+   top-1 accuracy too (OUT_DIR/curve.png, the paper's Fig. 2b).
+Numbers go to OUT_DIR/redundancy.json.
 """
+import argparse
 import json
 import os
 import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.config import DictAction
 from mmengine.utils import track_iter_progress
 
-from vtpack_mm.analysis import (backbone_of, build_model, image_paths, image_tool_parser,
-                                load_images)
+from vtpack_mm.analysis import backbone_of, build_model, image_paths, load_images
 from vtpack_mm.analysis.redundancy import RedundancyProbe
 from vtpack_mm.dge import forced_choice, last_complexity
 
@@ -91,12 +92,20 @@ def plot_curve(rows, path):
 
 
 def main():
-    parser = image_tool_parser(__doc__.splitlines()[0], limit=50)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('--checkpoint')
+    parser.add_argument('--images', required=True, help='an image or a folder of images')
+    parser.add_argument('--out-dir', required=True, help='output folder')
+    parser.add_argument('--limit', type=int, default=50, help='use at most this many images')
+    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (as in tools/train.py)')
     parser.add_argument('--thresholds', type=float, nargs='+',
                         default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.99])
     args = parser.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    model = build_model(args.config, args.checkpoint)
+    os.makedirs(args.out_dir, exist_ok=True)
+    model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
     backbone = backbone_of(model)
     paths = image_paths(args.images, args.limit)
     images = load_images(paths, model.cfg, args.size)
@@ -109,7 +118,7 @@ def main():
         for t in args.thresholds:
             _, _, ratio, acc = run(model, backbone, images, labels, t)
             rows.append(dict(threshold=t, complexity=ratio, accuracy=acc))
-    plot_hist(hist, edges, osp.join(args.out, 'pcc_hist.png'))
+    plot_hist(hist, edges, osp.join(args.out_dir, 'pcc_hist.png'))
     centres = (edges[1:] + edges[:-1]) / 2
     layers = {n: dict(mean_pcc=float((h * centres).sum() / max(h.sum(), 1)),
                       above_0_8=float(h[centres > 0.8].sum() / max(h.sum(), 1)))
@@ -122,8 +131,8 @@ def main():
         acc = '-' if r['accuracy'] is None else f"{r['accuracy']:.3f}"
         print(f"{str(r['threshold']):>9s}  {r['complexity']:10.3f}  {acc}")
     if is_classifier:
-        plot_curve(rows, osp.join(args.out, 'curve.png'))
-    with open(osp.join(args.out, 'redundancy.json'), 'w') as f:
+        plot_curve(rows, osp.join(args.out_dir, 'curve.png'))
+    with open(osp.join(args.out_dir, 'redundancy.json'), 'w') as f:
         json.dump(dict(images=len(images), layers=layers, curve=rows), f, indent=2)
 
 

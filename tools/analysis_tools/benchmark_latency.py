@@ -31,8 +31,8 @@ import torch
 from mmengine.config import Config
 
 import vtpack_mm
-from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
-                                load_images, measure_beta, randomize_routers)
+from vtpack_mm.analysis import (IMAGENET_NORM, backbone_of, build_model, calibrate_logit_shift,
+                                image_paths, load_images, measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import routed_flops
 from vtpack_mm.analysis.loading import SAMPLE_PHOTOS, sample_photos
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
@@ -40,13 +40,12 @@ from vtpack_mm.dge import forced_choice, last_complexity
 from vtpack_mm.models.converters import to_mmdet_pvt
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
-IMAGENET = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True)
 
 
 def sample_images(size):
     """scikit-image's bundled photos, normalised like ImageNet, resized to ``size``."""
     from skimage import transform
-    mean, std = np.array(IMAGENET['mean']) / 255, np.array(IMAGENET['std']) / 255
+    mean, std = np.array(IMAGENET_NORM['mean']) / 255, np.array(IMAGENET_NORM['std']) / 255
     out = []
     for rgb in sample_photos().values():
         img = rgb.astype(np.float32) / 255.0
@@ -134,7 +133,7 @@ def main():
     vanilla, dge, random_router = build_backbones(args)
     if args.images:
         cfg = Config.fromfile(args.config) if args.config else Config(
-            dict(model=dict(data_preprocessor=IMAGENET)))
+            dict(model=dict(data_preprocessor=dict(**IMAGENET_NORM, bgr_to_rgb=True))))
         images = load_images(image_paths(args.images, len(SAMPLE_PHOTOS)), cfg, args.size)
     else:
         images = sample_images(tuple(args.size))

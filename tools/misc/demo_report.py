@@ -25,9 +25,9 @@ from mmengine.runner import Runner
 
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
-from vtpack_mm.dge import last_complexity
+from vtpack_mm.dge import last_complexity, routing_maps
 from vtpack_mm.models.converters import publish
-from vtpack_mm.visualization import draw_gates, legend, stage_choice_maps
+from vtpack_mm.visualization import draw_gates, legend
 
 DEMO = 'configs/demo'
 VANILLA = f'{DEMO}/mask-rcnn_pvt-t_fpn_600i_shapes-128.py'
@@ -152,7 +152,7 @@ def gate_picture(config, checkpoint, path, num=4):
         rows.append(draw_gates(backbone, img))
     picture = np.concatenate(rows, 0)
     cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
-    return ['input'] + [m['group'] for m in stage_choice_maps(backbone, 0)], \
+    return ['input'] + [m['group'] for m in routing_maps(backbone, 0)], \
         legend(backbone.dge_modules()[0].granularities)
 
 

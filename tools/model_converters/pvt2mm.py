@@ -7,8 +7,22 @@ are taken. DST holds backbone weights for ``init_cfg=dict(type='Pretrained', ...
 Official checkpoints use LayerNorm eps 1e-5 in the patch embeddings: set
 ``patch_norm_cfg=dict(type='LN', eps=1e-5)`` to reproduce them exactly.
 """
+import argparse
+
 from vtpack_mm.models.converters import detect_and_convert_pvt
-from vtpack_mm.models.converters.io import run_backbone_converter
+from vtpack_mm.models.converters.io import convert_backbone_file
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('src')
+    parser.add_argument('dst')
+    parser.add_argument('--trust-source', action='store_true',
+                        help='allow full unpickling of SRC')
+    args = parser.parse_args()
+    weights = convert_backbone_file(args.src, args.dst, detect_and_convert_pvt, 'pvt', args.trust_source)
+    print(f'wrote {args.dst}: {len(weights)} backbone tensors')
+
 
 if __name__ == '__main__':
-    run_backbone_converter(__doc__.splitlines()[0], detect_and_convert_pvt, 'pvt')
+    main()

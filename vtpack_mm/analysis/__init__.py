@@ -1,7 +1,7 @@
 """Analysis helpers behind tools/analysis_tools and tools/visualization."""
 from .budget import calibrate_logit_shift, measure_beta, randomize_routers
-from .loading import (backbone_of, build_model, image_paths, image_tool_parser, load_config,
+from .loading import (IMAGENET_NORM, backbone_of, build_model, image_paths, load_config,
                       load_images)
 
 __all__ = ['calibrate_logit_shift', 'measure_beta', 'randomize_routers', 'backbone_of',
-           'build_model', 'image_paths', 'image_tool_parser', 'load_config', 'load_images']
+           'build_model', 'image_paths', 'load_config', 'load_images', 'IMAGENET_NORM']

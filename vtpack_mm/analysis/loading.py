@@ -12,8 +12,9 @@ from mmengine.registry import DefaultScope
 
 from ..compat import allow_runner_checkpoints
 from ..dge import find_backbone
-from ..engine import find_dge_backbone
 
+# the ImageNet statistics (RGB, 0-255) every OpenMMLab config normalises with
+IMAGENET_NORM = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # scikit-image's bundled photos: the benchmarks' default inputs
 SAMPLE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
@@ -90,8 +91,8 @@ def image_paths(source: str, limit: Optional[int] = None) -> List[str]:
 def normalization(cfg) -> Tuple[np.ndarray, np.ndarray, bool]:
     """(mean, std, bgr_to_rgb) of the config's data preprocessor."""
     pre = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor') or {}
-    mean = np.array(pre.get('mean', [123.675, 116.28, 103.53]), np.float32)
-    std = np.array(pre.get('std', [58.395, 57.12, 57.375]), np.float32)
+    mean = np.array(pre.get('mean', IMAGENET_NORM['mean']), np.float32)
+    std = np.array(pre.get('std', IMAGENET_NORM['std']), np.float32)
     to_rgb = bool(pre.get('bgr_to_rgb', pre.get('to_rgb', False)))
     return mean, std, to_rgb
 
@@ -124,20 +125,5 @@ def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
     return (out, rgb) if with_rgb else out
 
 
-def image_tool_parser(description: str, limit: int, out: bool = True):
-    """The arguments every image-based analysis tool takes: CONFIG, --checkpoint,
-    --images, --limit, --size and (with ``out``) --out."""
-    import argparse
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('config')
-    parser.add_argument('--checkpoint')
-    parser.add_argument('--images', required=True, help='an image or a folder of images')
-    if out:
-        parser.add_argument('--out', required=True, help='output folder')
-    parser.add_argument('--limit', type=int, default=limit, help='use at most this many images')
-    parser.add_argument('--size', type=int, nargs=2, help='resize images to H W')
-    return parser
-
-
-__all__ = ['build_model', 'image_tool_parser', 'backbone_of', 'image_paths', 'load_images', 'load_config',
-           'find_dge_backbone']
+__all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',
+           'IMAGENET_NORM', 'SAMPLE_PHOTOS', 'sample_photos']

@@ -2,10 +2,10 @@
 from .block import BlockCost, SparseQueryBlock
 from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_budget,
                          linear_macs, norm_macs)
-from .encoder import DynamicGrainedEncoder, Routing
+from .encoder import ENCODER_KEYS, DynamicGrainedEncoder, Routing, split_dge_cfg
 from .geometry import RegionGeometry, check_granularities
 from .mechanism import (RoutedBackbone, dge_blocks, dge_encoders, find_backbone, forced_choice,
-                        last_complexity, vanilla_pass)
+                        last_complexity, routing_maps, vanilla_pass)
 from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, sparse_queries
 from .router import GrainedRouter, gumbel_decision, region_mean
 
@@ -14,5 +14,5 @@ __all__ = [
     'DynamicGrainedEncoder', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
     'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass',
-    'RoutedBackbone', 'find_backbone', 'last_complexity'
+    'RoutedBackbone', 'find_backbone', 'last_complexity', 'ENCODER_KEYS', 'split_dge_cfg', 'routing_maps'
 ]

@@ -1,4 +1,5 @@
 """The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
+import inspect
 from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -161,3 +162,35 @@ class DynamicGrainedEncoder(BaseModule):
     def extra_repr(self) -> str:
         return (f'granularities={self.granularities}, region_size={self.region_size}, '
                 f'gumbel_tau={self.gumbel_tau}, train_mode={self.train_mode!r}')
+
+
+# What a backbone's ``dge_cfg`` may hold: the encoder's own arguments (read from its
+# signature, so the two cannot drift apart) and which layers get an encoder.
+ENCODER_KEYS = tuple(k for k in inspect.signature(DynamicGrainedEncoder).parameters
+                     if k not in ('embed_dims', 'init_cfg'))
+SELECT_KEYS = ('stages', 'layers')
+
+
+def split_dge_cfg(dge_cfg: Optional[dict], num_stages: int, num_layers: int):
+    """A backbone's ``dge_cfg`` as (encoder kwargs, ``selected(stage, layer)``): the
+    arguments every encoder gets, and whether layer ``layer`` (global index) of stage
+    ``stage`` has one. ``dge_cfg`` None: no encoder anywhere."""
+    if dge_cfg is None:
+        return None, lambda stage, layer: False
+    dge_cfg = dict(dge_cfg)
+    unknown = set(dge_cfg) - set(ENCODER_KEYS) - set(SELECT_KEYS)
+    if unknown:
+        raise ValueError(f'dge_cfg has unknown keys {sorted(unknown)}; '
+                         f'allowed: {list(ENCODER_KEYS + SELECT_KEYS)}')
+    stages = dge_cfg.pop('stages', None)
+    layers = dge_cfg.pop('layers', None)
+    for what, idx, n in (('stages', stages, num_stages), ('layers', layers, num_layers)):
+        if idx is not None and any(not 0 <= int(i) < n for i in idx):
+            raise ValueError(f'dge_cfg.{what}={list(idx)} out of range: there are {n} {what}')
+    stages = None if stages is None else {int(i) for i in stages}
+    layers = None if layers is None else {int(i) for i in layers}
+
+    def selected(stage: int, layer: int) -> bool:
+        return (stages is None or stage in stages) and (layers is None or layer in layers)
+
+    return dge_cfg, selected

@@ -1,7 +1,8 @@
 """What code outside the models uses to drive the DGE blocks of any model."""
 from contextlib import contextmanager
-from typing import List, Optional, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import Tensor, nn
 
 from .block import SparseQueryBlock
@@ -15,6 +16,12 @@ class RoutedBackbone:
     result in ``last_complexity``: the one record of the last pass that code outside the
     model reads, through :func:`last_complexity`."""
     last_complexity: Optional[ComplexityMeter] = None
+
+    def routing_groups(self) -> List[Tuple[str, Sequence[nn.Module], int]]:
+        """(group name, its blocks in forward order, one token's side in input pixels) of
+        every group of blocks that share a token map (a stage; DeiT's one group): what
+        :func:`routing_maps` needs to place the routers' choices on the image."""
+        raise NotImplementedError
 
 
 def find_backbone(model: nn.Module, with_dge: bool = False, who: str = 'this') -> nn.Module:
@@ -37,6 +44,24 @@ def last_complexity(model: nn.Module) -> ComplexityMeter:
     if meter is None:
         raise RuntimeError('no forward pass yet: the backbone has no cost record')
     return meter
+
+
+def routing_maps(model: nn.Module, index: int = 0) -> List[Dict]:
+    """The routers' choices in the last forward pass of image ``index``, at the first DGE
+    block of every group (stage): dicts with ``group``, ``phi`` (Rh, Rw) the chosen
+    granularity per region, ``region_tokens`` (S; None for one region over the map),
+    ``hw`` the token map's size and ``stride`` one token's side in input pixels."""
+    out = []
+    for group, blocks, stride in find_backbone(model, with_dge=True,
+                                               who='routing_maps').routing_groups():
+        dge = next((b.dge for b in blocks if getattr(b, 'dge', None) is not None), None)
+        if dge is None or dge.last_choice is None:
+            continue
+        phis = torch.tensor(dge.granularities)
+        out.append(dict(group=group, phi=phis[dge.last_choice[index].cpu()].numpy(),
+                        region_tokens=None if dge.region_size == 'layer' else dge.region_size,
+                        hw=dge.last_hw, stride=stride))
+    return out
 
 
 def dge_blocks(model: nn.Module) -> List[SparseQueryBlock]:

@@ -11,11 +11,6 @@ from ..dge.complexity import budget_loss, check_budget
 from ..registry import HOOKS
 
 
-def find_dge_backbone(model, who: str = 'BudgetLossHook'):
-    """The one vtpack_mm backbone with DGE blocks inside ``model``."""
-    return find_backbone(model, with_dge=True, who=who)
-
-
 @HOOKS.register_module()
 class BudgetLossHook(Hook):
     """Train with ``L = L_task + loss_weight * (beta - budget)^2``.
@@ -81,7 +76,7 @@ class BudgetLossHook(Hook):
 
     def before_train(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._backbone = find_dge_backbone(model)
+        self._backbone = find_backbone(model, with_dge=True, who='BudgetLossHook')
         if getattr(vars(model).get('loss'), 'adds_budget_loss', False):
             raise RuntimeError('the model already has a budget loss; is BudgetLossHook '
                                'in custom_hooks twice?')

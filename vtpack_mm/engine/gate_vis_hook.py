@@ -3,8 +3,8 @@ import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
+from ..dge import find_backbone
 from ..registry import HOOKS
-from .budget_loss_hook import find_dge_backbone
 
 
 @HOOKS.register_module()
@@ -35,7 +35,7 @@ class GateVisualizationHook(Hook):
         if self._drawn >= self.max_images or batch_idx % self.interval:
             return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        backbone = find_dge_backbone(model, 'GateVisualizationHook')
+        backbone = find_backbone(model, with_dge=True, who='GateVisualizationHook')
         img = data_batch['inputs'][0]
         img = img.detach().cpu().numpy().transpose(1, 2, 0)
         if img.dtype != np.uint8:

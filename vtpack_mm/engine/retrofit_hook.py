@@ -8,8 +8,8 @@ from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
 from ..compat import allow_runner_checkpoints
+from ..dge import find_backbone
 from ..registry import HOOKS, MODELS
-from .budget_loss_hook import find_dge_backbone
 
 SCOPES = ('routers', 'routers_norms', 'backbone')
 
@@ -104,7 +104,7 @@ class RetrofitHook(Hook):
                                "'MMDistributedDataParallel', find_unused_parameters=True) "
                                '(tools/retrofit.py sets it)')
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-        self._backbone = find_dge_backbone(model, 'RetrofitHook')
+        self._backbone = find_backbone(model, with_dge=True, who='RetrofitHook')
         prefix = next(n for n, m in model.named_modules() if m is self._backbone)
         device = next(model.parameters()).device
         self.teacher = self.build_teacher(runner.cfg.model.backbone, device)

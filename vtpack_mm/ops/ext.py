@@ -11,8 +11,9 @@ import warnings
 
 import torch
 
-# The Triton (GPU) kernels have only run in Triton's interpreter so far, never on a GPU:
-# CUDA tensors use them only when VTPACK_MM_TRITON=1 (otherwise the PyTorch references).
+# CUDA tensors take the Triton kernels only with VTPACK_MM_TRITON=1, else the PyTorch
+# references: the kernels are tested in Triton's interpreter, which cannot show their speed
+# or their numerics on a real GPU, so they are opt-in until measured on one.
 _state = dict(loaded=None, enabled=os.environ.get('VTPACK_MM_NO_EXT') != '1',
               triton_cuda=os.environ.get('VTPACK_MM_TRITON') == '1',
               as_cuda=os.environ.get('VTPACK_MM_AS_CUDA') == '1')

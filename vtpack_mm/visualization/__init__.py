@@ -1,5 +1,5 @@
 from .gate_maps import (GATE_COLOURS, draw_gates, gate_figure, gate_overlay, gate_panel,
-                        legend, stage_betas, stage_choice_maps)
+                        legend, stage_betas)
 
 __all__ = ['GATE_COLOURS', 'draw_gates', 'gate_figure', 'gate_overlay', 'gate_panel', 'legend',
-           'stage_betas', 'stage_choice_maps']
+           'stage_betas']

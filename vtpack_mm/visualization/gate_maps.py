@@ -3,39 +3,11 @@ green, blue)."""
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
-from ..dge import last_complexity
+from ..dge import dge_encoders, last_complexity, routing_maps
 
 GATE_COLOURS = {0: (128, 128, 128), 1: (230, 40, 40), 2: (40, 200, 40), 4: (40, 90, 240),
                 8: (200, 40, 200)}
-
-
-def stage_choice_maps(backbone, index: int = 0) -> List[Dict]:
-    """The chosen granularity per region of image ``index`` in the last forward pass, for
-    the first DGE layer of every stage: dicts with ``group``, ``phi`` (Rh, Rw) and the
-    region size in input pixels."""
-    out, seen = [], set()
-    stages = getattr(backbone, 'stages', None)
-    if stages is None:  # single-stage backbones (DeiT)
-        groups = [('layers', backbone.blocks, backbone.patch_size)]
-    else:
-        stride, groups = 1, []
-        for i, stage in enumerate(stages):
-            stride *= stage.patch_embed.projection.stride[0]
-            groups.append((f'stage{i + 1}', stage.blocks, stride))
-    for group, blocks, stride in groups:
-        for block in blocks:
-            dge = block.dge
-            if dge is None or dge.last_choice is None or group in seen:
-                continue
-            seen.add(group)
-            phis = torch.tensor(dge.granularities)
-            phi = phis[dge.last_choice[index].cpu()].numpy()
-            S = None if dge.region_size == 'layer' else dge.region_size
-            out.append(dict(group=group, phi=phi, stride=stride, region_tokens=S,
-                            hw=dge.last_hw))
-    return out
 
 
 def gate_overlay(image: np.ndarray, choice_map: Dict, alpha: float = 0.5) -> np.ndarray:
@@ -139,8 +111,8 @@ def stage_betas(backbone, index: int = 0) -> Dict[str, float]:
 def draw_gates(backbone, image: np.ndarray, index: int = 0, min_side: int = 320) -> np.ndarray:
     """:func:`gate_figure` of image ``index`` of the backbone's last forward pass; ``image``
     is that input as RGB uint8."""
-    granularities = backbone.dge_modules()[0].granularities
-    return gate_figure(image, stage_choice_maps(backbone, index), stage_betas(backbone, index),
+    granularities = dge_encoders(backbone)[0].granularities
+    return gate_figure(image, routing_maps(backbone, index), stage_betas(backbone, index),
                        granularities, min_side)
 
 

@@ -12,14 +12,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, DynamicGrainedEncoder, RoutedBackbone, dge_encoders
-from ..layers.attention import DeformablePointAttention
+from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders
 from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
                          unwrap_checkpoint)
-
-DGE_KEYS = ('granularities', 'region_size', 'gumbel_tau', 'train_mode', 'init_gate',
-            'logit_shift')
-DGE_SELECT_KEYS = ('stages', 'layers')
 
 
 def resize_pos_embed(pos: Tensor, src_hw, dst_hw, num_extra: int = 0,
@@ -51,45 +46,28 @@ def check_arch(arch, arch_zoo: Dict[str, dict], required: Sequence[str], name: s
     return dict(arch)
 
 
-class DGEBackbone(BaseModule, RoutedBackbone):
-    """Base of the vtpack_mm backbones.
+class TransformerBackbone(BaseModule, RoutedBackbone):
+    """Base of the vtpack_mm backbones (PVT, DPVT, DeiT), vanilla or with DGE blocks.
 
-    Subclasses build ``self.blocks_by_stage`` (a list of lists of
-    :class:`~vtpack_mm.models.layers.EncoderLayer`) and ``self.frozen_modules(i)``; this class
-    provides ``out_indices`` validation, ``frozen_stages``, ``norm_eval``, activation
-    checkpointing, weight init, strict pretrained loading and the complexity record of the
-    last forward pass (``last_complexity``, a :class:`~vtpack_mm.dge.ComplexityMeter`).
+    It holds the OpenMMLab backbone contract: ``frozen_stages`` (units 0..k frozen; a
+    subclass says what a unit is through :meth:`frozen_modules`), ``norm_eval``,
+    ``with_cp`` (activation checkpointing of every layer, :meth:`run_block`) and
+    ``out_indices`` validation; weight init and loading (:meth:`init_weights`, a
+    load-state-dict pre-hook that converts foreign layouts and resizes position tables);
+    and the cost record of the last forward pass (``last_complexity``, a
+    :class:`~vtpack_mm.dge.ComplexityMeter`).
     """
 
-    def __init__(self, init_cfg=None):
+    def __init__(self, frozen_stages: int = -1, norm_eval: bool = False, with_cp: bool = False,
+                 init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
         self.last_complexity: Optional[ComplexityMeter] = None
         self._register_load_state_dict_pre_hook(self._fit_on_load)
 
     # --- configuration helpers ---------------------------------------------------------
-    @staticmethod
-    def parse_dge_cfg(dge_cfg: Optional[dict], num_stages: int, num_layers: int):
-        """Split a backbone ``dge_cfg`` into the encoder kwargs and a selector function."""
-        if dge_cfg is None:
-            return None, lambda stage, layer: False
-        dge_cfg = dict(dge_cfg)
-        unknown = set(dge_cfg) - set(DGE_KEYS) - set(DGE_SELECT_KEYS)
-        if unknown:
-            raise ValueError(f'dge_cfg has unknown keys {sorted(unknown)}; '
-                             f'allowed: {list(DGE_KEYS + DGE_SELECT_KEYS)}')
-        stages = dge_cfg.pop('stages', None)
-        layers = dge_cfg.pop('layers', None)
-        for what, idx, n in (('stages', stages, num_stages), ('layers', layers, num_layers)):
-            if idx is not None and any(not 0 <= int(i) < n for i in idx):
-                raise ValueError(f'dge_cfg.{what}={list(idx)} out of range: there are {n} {what}')
-        stages = None if stages is None else {int(i) for i in stages}
-        layers = None if layers is None else {int(i) for i in layers}
-
-        def selected(stage: int, layer: int) -> bool:
-            return (stages is None or stage in stages) and (layers is None or layer in layers)
-
-        return dge_cfg, selected
-
     @staticmethod
     def check_out_indices(out_indices, num_outputs: int, name: str):
         if isinstance(out_indices, int):
@@ -150,19 +128,29 @@ class DGEBackbone(BaseModule, RoutedBackbone):
 
     # --- weights -------------------------------------------------------------------------
     def init_weights(self):
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            self._init_from_scratch()  # routers and anything the checkpoint lacks
-            self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
-            self._is_init = True
-            return
-        if cfg is not None:
-            super().init_weights()
-        else:
-            self._init_from_scratch()
-        self._is_init = True
+        """Initialise as configured, then let every submodule with its own scheme apply it.
 
-    def _init_from_scratch(self):
+        Without ``init_cfg``, and before loading a ``Pretrained`` checkpoint (which may
+        lack the routers), the backbone's default scheme runs (:meth:`default_init`);
+        any other ``init_cfg`` runs through mmengine. In every case the submodules'
+        own ``init_weights`` follow (DGE routers start at the finest granularity,
+        deformable offsets spread around their point), so no init type skips them.
+        """
+        cfg = self.init_cfg
+        pretrained = isinstance(cfg, dict) and cfg.get('type') == 'Pretrained'
+        if cfg is None or pretrained:
+            self.default_init()
+            self.init_cfg = None  # mmengine then only visits the submodules
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = cfg
+        if pretrained:
+            self.load_pretrained(cfg['checkpoint'], cfg.get('prefix'))
+
+    def default_init(self):
+        """Truncated-normal linear layers and position tables, unit LayerNorms, He-normal
+        convolutions (fan-out)."""
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 trunc_normal_(m.weight, std=.02)
@@ -177,11 +165,6 @@ class DGEBackbone(BaseModule, RoutedBackbone):
                     nn.init.zeros_(m.bias)
         for p in self.position_tables():
             trunc_normal_(p, std=.02)
-        for m in self.modules():
-            if isinstance(m, DynamicGrainedEncoder):
-                m.router.reset_parameters()
-            elif isinstance(m, DeformablePointAttention):
-                m.reset_offsets()
 
     def position_tables(self) -> Iterable[nn.Parameter]:
         return []

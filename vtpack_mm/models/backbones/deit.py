@@ -6,10 +6,10 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import ModuleList
 from torch import Tensor, nn
 
-from ...dge import ComplexityMeter, linear_macs
+from ...dge import ComplexityMeter, linear_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import DGEBackbone, check_arch, resize_pos_embed
+from .base import TransformerBackbone, check_arch, resize_pos_embed
 
 DEIT_ARCHS = dict(
     tiny=dict(embed_dims=192, depth=12, num_heads=3, mlp_ratio=4),
@@ -21,7 +21,7 @@ OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
 
 
 @MODELS.register_module()
-class DeiT(DGEBackbone):
+class DeiT(TransformerBackbone):
     """DeiT (`Training data-efficient image transformers
     <https://arxiv.org/abs/2012.12877>`_), optionally with Dynamic Grained Encoders
     (`vtpack <https://github.com/StevenGrove/vtpack>`_, NeurIPS 2021).
@@ -68,7 +68,7 @@ class DeiT(DGEBackbone):
                  with_cp: bool = False,
                  dge_cfg: Optional[dict] = None,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(frozen_stages, norm_eval, with_cp, init_cfg=init_cfg)
         name = type(self).__name__
         arch = check_arch(arch, DEIT_ARCHS, ARCH_KEYS, name)
         depth, dims = arch['depth'], arch['embed_dims']
@@ -78,9 +78,6 @@ class DeiT(DGEBackbone):
         self.out_indices = self.check_out_indices(out_indices, depth, name)
         self.out_type = out_type
         self.interpolate_mode = interpolate_mode
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         if isinstance(img_size, int):
             img_size = (img_size, img_size)
         self.img_size = tuple(img_size)
@@ -91,7 +88,7 @@ class DeiT(DGEBackbone):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dims))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.pos_hw[0] * self.pos_hw[1], dims))
         self.pos_drop = nn.Dropout(drop_rate)
-        dge_kwargs, selected = self.parse_dge_cfg(dge_cfg, 1, depth)
+        dge_kwargs, selected = split_dge_cfg(dge_cfg, 1, depth)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = ModuleList([
             EncoderLayer(dims, arch['num_heads'], int(arch['mlp_ratio'] * dims),
@@ -106,6 +103,9 @@ class DeiT(DGEBackbone):
 
     def position_tables(self):
         return [self.pos_embed, self.cls_token]
+
+    def routing_groups(self):
+        return [('layers', self.blocks, self.patch_size)]
 
     def frozen_modules(self, stage):
         if stage == 0:

@@ -7,10 +7,10 @@ from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
 
-from ...dge import ComplexityMeter, linear_macs, norm_macs
+from ...dge import ComplexityMeter, linear_macs, norm_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import DGEBackbone, check_arch, resize_pos_embed
+from .base import TransformerBackbone, check_arch, resize_pos_embed
 
 PVT_ARCHS = {
     name: dict(depths=depths, embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
@@ -48,7 +48,7 @@ class PVTStage(BaseModule):
 
 
 @MODELS.register_module()
-class PVT(DGEBackbone):
+class PVT(TransformerBackbone):
     """Pyramid Vision Transformer v1, optionally with Dynamic Grained Encoders.
 
     `Pyramid Vision Transformer <https://arxiv.org/abs/2102.12122>`_ with the sparse-query
@@ -111,7 +111,7 @@ class PVT(DGEBackbone):
                  with_cp: bool = False,
                  dge_cfg: Optional[dict] = None,
                  init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(frozen_stages, norm_eval, with_cp, init_cfg=init_cfg)
         name = type(self).__name__
         arch = check_arch(arch, PVT_ARCHS, ARCH_KEYS, name)
         num_stages = len(arch['depths'])
@@ -124,9 +124,6 @@ class PVT(DGEBackbone):
         self.num_stages = num_stages
         self.out_indices = self.check_out_indices(out_indices, num_stages, name)
         self.out_type = out_type
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
         self.patch_sizes = tuple(patch_sizes)
         attn_cfg = dict(attn_cfg or self.default_attn_cfg)
         if isinstance(pretrain_img_size, int):
@@ -134,7 +131,7 @@ class PVT(DGEBackbone):
         self.pretrain_img_size = tuple(pretrain_img_size)
 
         total = sum(arch['depths'])
-        dge_kwargs, selected = self.parse_dge_cfg(dge_cfg, num_stages, total)
+        dge_kwargs, selected = split_dge_cfg(dge_cfg, num_stages, total)
         dpr = torch.linspace(0, drop_path_rate, total).tolist()
         self.stages = ModuleList()
         in_ch, g = in_channels, 0
@@ -175,6 +172,11 @@ class PVT(DGEBackbone):
 
     def frozen_modules(self, stage):
         return [self.stages[stage]]
+
+    def routing_groups(self):
+        strides = np.cumprod(self.patch_sizes)
+        return [(f'stage{i + 1}', stage.blocks, int(strides[i]))
+                for i, stage in enumerate(self.stages)]
 
     def forward(self, x: Tensor):
         if min(x.shape[-2:]) < self.min_input_size:

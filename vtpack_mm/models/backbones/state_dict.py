@@ -2,7 +2,7 @@
 
 One function, :func:`fit_state_dict`, does it for every loading route: ``init_cfg``
 ``Pretrained``, the Runner's ``load_from`` and ``resume`` (through the load-state-dict
-pre-hook every :class:`~vtpack_mm.models.backbones.base.DGEBackbone` registers), and
+pre-hook every :class:`~vtpack_mm.models.backbones.base.TransformerBackbone` registers), and
 direct ``load_state_dict`` calls. It
 
 1. converts a foreign key layout (official PVT, vtpack, mmdet PVT, timm / mmpretrain DeiT)

@@ -55,16 +55,11 @@ def save_converted(path: str, backbone: Dict[str, torch.Tensor],
     return state
 
 
-def run_backbone_converter(description: str, convert, source: str):
-    """The command line of a converter whose output is backbone weights alone:
-    ``SRC DST [--trust-source]``; a whole model's ``backbone.`` keys are taken."""
-    import argparse
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument('src')
-    parser.add_argument('dst')
-    parser.add_argument('--trust-source', action='store_true',
-                        help='allow full unpickling of SRC')
-    args = parser.parse_args()
-    backbone = convert(strip_prefix(load_source(args.src, args.trust_source)))
-    save_converted(args.dst, backbone, meta=dict(source=source))
-    print(f'wrote {args.dst}: {len(backbone)} backbone tensors')
+def convert_backbone_file(src: str, dst: str, convert, source: str,
+                          trust_source: bool = False) -> dict:
+    """Read a checkpoint (a whole model's ``backbone.`` keys are taken), turn it into
+    vtpack_mm's layout with ``convert`` and write the backbone weights to ``dst`` with
+    ``source`` in their meta; returns the converted weights."""
+    backbone = convert(strip_prefix(load_source(src, trust_source)))
+    save_converted(dst, backbone, meta=dict(source=source))
+    return backbone

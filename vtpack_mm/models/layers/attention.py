@@ -166,6 +166,10 @@ class DeformablePointAttention(BaseModule):
         self.proj_drop = nn.Dropout(proj_drop)
         self.offset_grad_scale = offset_grad_scale
 
+    def init_weights(self):
+        super().init_weights()
+        self.reset_offsets()
+
     def reset_offsets(self):
         """Point i of head j starts (i + 1) tokens away along the head's own direction."""
         nn.init.zeros_(self.offsets.weight)
