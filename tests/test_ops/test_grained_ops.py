@@ -93,14 +93,14 @@ def test_every_region_one_granularity(rule, dense):
 def test_gradcheck_double(dense):
     qs, x, delta, _ = make_case(2, 5, 7, 1, (1, 2, 4), None, 3, 1, dense)
     gate = qs.token_gate.detach().clone().requires_grad_()
-    from vtpack_mm.ops import grained_pool, grained_unpool
+    from vtpack_mm.ops import grained_pool_kernel, grained_unpool_kernel
     meta = qs.meta()
     x.requires_grad_()
     delta.requires_grad_()
     assert torch.autograd.gradcheck(
-        lambda a: grained_pool(a, meta, qs.token_to_query, qs.hw, 1), (x, ))
+        lambda a: grained_pool_kernel(a, meta, qs.token_to_query, qs.hw, 1), (x, ))
     assert torch.autograd.gradcheck(
-        lambda a, d, g: grained_unpool(a, d, qs.token_to_query, g, meta, qs.hw, 1),
+        lambda a, d, g: grained_unpool_kernel(a, d, qs.token_to_query, g, meta, qs.hw, 1),
         (x, delta, gate))
 
 

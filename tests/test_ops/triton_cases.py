@@ -51,7 +51,7 @@ def test_grained_ops_one_granularity(rule):
 
 
 def test_gated_unpool_gradients():
-    from vtpack_mm.ops import grained_unpool
+    from vtpack_mm.ops import grained_unpool_kernel
     qs, x, delta, _ = make_case(2, 6, 5, 1, (1, 2, 4), None, 4, 2, True)
     gate = qs.token_gate.detach().float()
     results = []
@@ -59,7 +59,7 @@ def test_gated_unpool_gradients():
         xs = [t.float().detach().requires_grad_() for t in (x, delta, gate)]
         ctx = use_triton_on_cpu() if triton else use_kernels(True)
         with ctx:
-            y = grained_unpool(xs[0], xs[1], qs.token_to_query, xs[2], qs.meta(), qs.hw, 1)
+            y = grained_unpool_kernel(xs[0], xs[1], qs.token_to_query, xs[2], qs.meta(), qs.hw, 1)
         results.append([y] + list(torch.autograd.grad((y * y).sum(), xs)))
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, **TOL)

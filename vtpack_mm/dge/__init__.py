@@ -10,9 +10,10 @@ from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, s
 from .router import GrainedRouter, gumbel_decision, region_mean
 
 __all__ = [
-    'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'budget_loss', 'check_budget', 'attention_macs', 'linear_macs', 'norm_macs',
-    'DynamicGrainedEncoder', 'RegionGeometry', 'check_granularities', 'DenseQueries',
+    'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'budget_loss',
+    'check_budget', 'attention_macs', 'linear_macs', 'norm_macs', 'DynamicGrainedEncoder',
+    'ENCODER_KEYS', 'split_dge_cfg', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
-    'gumbel_decision', 'region_mean', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass',
-    'RoutedBackbone', 'find_backbone', 'last_complexity', 'ENCODER_KEYS', 'split_dge_cfg', 'routing_maps'
+    'gumbel_decision', 'region_mean', 'RoutedBackbone', 'find_backbone', 'last_complexity',
+    'routing_maps', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass'
 ]

@@ -1,6 +1,7 @@
 """The generic mechanism that makes a vanilla encoder block optionally dynamic-grained."""
 from typing import NamedTuple, Optional, Tuple
 
+import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
@@ -24,9 +25,10 @@ class SparseQueryBlock(BaseModule):
 
     A subclass defines :meth:`forward_queries` (queries ``q`` (T, C) packed as ``queries``
     says, keys/values from the dense tokens ``x`` (B, N, C)) and :meth:`query_macs` (its
-    cost for N inputs and Q queries). :meth:`forward` then runs the vanilla block (every
-    token a query) or, with ``dge_cfg``, the Dynamic Grained Encoder around the same code,
-    and returns the output with the pass's :class:`BlockCost`.
+    cost for N inputs and Q queries). :meth:`forward` runs the vanilla block (every token a
+    query) or, with ``dge_cfg``, the same code on the Dynamic Grained Encoder's queries:
+    route, pool, run the block, un-pool. It returns the output with the pass's
+    :class:`BlockCost`.
 
     Args:
         embed_dims: channels C.
@@ -58,11 +60,21 @@ class SparseQueryBlock(BaseModule):
         pass's cost."""
         B, N, C = x.shape
         static = self.query_macs(N, N, hw)
-        if self.dge is None:
-            queries = DenseQueries(B, hw, N - hw[0] * hw[1])
+        # 1. route: which granularity each region takes, and the queries that makes
+        routing = self.dge(x, hw) if self.dge is not None else None
+        if routing is None or not routing.pooled:  # every token a query
+            queries = routing.queries if routing else DenseQueries(B, hw, N - hw[0] * hw[1])
             y = self.forward_queries(x.reshape(B * N, C), queries, x).view(B, N, C)
-            return y, BlockCost(static, static)
-        y, routing = self.dge(x, hw, self.forward_queries)
+            if routing is None:
+                return y, BlockCost(static, static)
+        else:
+            queries = routing.queries
+            q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
+            q1 = self.forward_queries(q0, queries, x)  # 3. the block, keys/values dense
+            # 4. un-pool: every token gets its query's change (the block's output is a
+            # fresh tensor: without autograd it holds the delta in place)
+            delta = q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
+            y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)
         dynamic = self.query_macs(N, routing.num_queries, hw) + router
         if routing.pooled:

@@ -1,6 +1,6 @@
 """The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
 import inspect
-from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -12,19 +12,16 @@ from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
 
 TRAIN_MODES = ('dense', 'sparse')
 
-# block_fn(q, queries, x) -> q_out: runs a block with packed queries q (T, C) laid out by
-# `queries`, keys/values from the dense tokens x (B, N, C).
-BlockFn = Callable[[Tensor, QueryLayout, Tensor], Tensor]
-
 
 class Routing(NamedTuple):
-    """What one DGE pass decided, returned beside its output.
+    """What the encoder decided for one pass: the block runs on ``queries`` and returns
+    this beside its output.
 
-    ``queries``: the layout the block ran on; ``choice``: (B, R) the granularity index of
+    ``queries``: the layout the block runs on; ``choice``: (B, R) the granularity index of
     every region; ``num_queries``: (B,) queries per image, extra tokens included (in
     training the gate-weighted count, differentiable through the straight-through gate);
-    ``pooled``: False when every region took phi = 1 and the block ran on the tokens
-    themselves.
+    ``pooled``: False when every region took phi = 1 and the block runs on the tokens
+    themselves (no pooling, no un-pooling).
     """
     queries: QueryLayout
     choice: Tensor
@@ -37,11 +34,13 @@ class DynamicGrainedEncoder(BaseModule):
     (NeurIPS 2021;
     reference code <https://github.com/StevenGrove/vtpack>`_).
 
-    Splits the ``H x W`` map into ``S x S`` regions (padded bottom-right), lets a router
-    pick one granularity per region, pools each region into ``(S / phi)^2`` queries, runs
-    the wrapped block on the sparse queries against the dense keys/values and un-pools the
-    change each query underwent back onto the tokens it covers: ``y = x + unpool(q1 - q0)``.
-    Extra tokens (a class token) lead the sequence and are always queries of their own.
+    The routing half of a DGE block: splits the ``H x W`` map into ``S x S`` regions
+    (padded bottom-right), lets a router pick one granularity per region and lays out the
+    queries, ``(S / phi)^2`` per region (:mod:`.queries`). The block
+    (:class:`~vtpack_mm.dge.SparseQueryBlock`) then pools them, runs on them against the
+    dense keys/values and un-pools the change each query underwent back onto the tokens it
+    covers: ``y = x + unpool(q1 - q0)``. Extra tokens (a class token) lead the sequence and
+    are always queries of their own.
 
     Training samples the choice with Gumbel noise; the forward pass uses the hard choice and
     the gradient reaches the router through the soft score (straight-through). In
@@ -114,9 +113,10 @@ class DynamicGrainedEncoder(BaseModule):
             raise ValueError(f'force_choice has shape {tuple(fc.shape)}, expected {(B, R)}')
         return fc.to(device=device, dtype=torch.long)
 
-    def forward(self, x: Tensor, hw, block_fn: BlockFn) -> Tuple[Tensor, Routing]:
-        """Route, build the queries, run ``block_fn`` on them against the dense tokens ``x``
-        (B, E + H*W, C), un-pool; returns the output (B, N, C) and the :class:`Routing`."""
+    def forward(self, x: Tensor, hw) -> Routing:
+        """Route the dense tokens ``x`` (B, E + H*W, C) and lay out the queries of the
+        chosen granularities: training samples the choice (Gumbel, straight-through gate),
+        inference takes the argmax."""
         B, N, C = x.shape
         H, W = hw
         E = N - H * W
@@ -133,22 +133,14 @@ class DynamicGrainedEncoder(BaseModule):
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
-        else:
-            choice = logits.argmax(-1) if override is None else override
-            if self._finest_is_identity and bool((choice == self._finest).all()):
-                # every region at phi = 1: the queries are the tokens, no pooling needed
-                queries = DenseQueries(B, hw, E)
-                y = block_fn(x.reshape(B * N, C), queries, x).view(B, N, C)
-                return y, self._routing(queries, choice, x.new_full((B, ), float(N)), geo,
-                                        False)
-            queries = sparse_queries(geo, choice, E)
-            num_queries = x.new_tensor(queries.lengths)
-        q0 = queries.pool(x)
-        q1 = block_fn(q0, queries, x)
-        # the block's output is a fresh tensor: without autograd, reuse it for the delta
-        delta = q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
-        y = queries.unpool(x, delta)
-        return y, self._routing(queries, choice, num_queries, geo, True)
+            return self._routing(queries, choice, num_queries, geo, True)
+        choice = logits.argmax(-1) if override is None else override
+        if self._finest_is_identity and bool((choice == self._finest).all()):
+            # every region at phi = 1: the queries are the tokens, no pooling needed
+            return self._routing(DenseQueries(B, hw, E), choice, x.new_full((B, ), float(N)),
+                                 geo, False)
+        queries = sparse_queries(geo, choice, E)
+        return self._routing(queries, choice, x.new_tensor(queries.lengths), geo, True)
 
     def _routing(self, queries, choice, num_queries, geo, pooled: bool) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)

@@ -5,19 +5,17 @@ keys and values come from the dense ``(B, N, C)`` tokens. A vanilla block's quer
 tokens themselves (:class:`DenseQueries`); a DGE block's queries are grained patch means
 (:class:`GrainedQueries`), a variable number per image.
 
-Grained pooling averages each chosen patch (valid positions only, padding never enters):
-one average pooling per granularity, then a gather of the chosen patches. Un-pooling gives
-every token the delta of its query through one assignment ``token -> query``. This
-pure-PyTorch version is the reference and fallback of the compiled ops
-(:mod:`vtpack_mm.ops`), which :meth:`GrainedQueries.pool` and ``unpool`` use where they apply.
+A :class:`GrainedQueries` is the index of the grained ops (:mod:`vtpack_mm.ops.grained`):
+which patches of which granularity become queries, and which query every token takes its
+delta from at un-pooling. Pooling and un-pooling themselves (reference, kernels, dispatch)
+live in that op's module.
 """
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..ops import grained_pool, grained_unpool, has_kernel, pad_index
+from ..ops import grained_pool, grained_unpool, pad_index
 from .geometry import RegionGeometry
 
 
@@ -180,52 +178,14 @@ class GrainedQueries(QueryLayout):
         return self.token_to_query.shape[0]
 
     def pool(self, x: Tensor) -> Tensor:
-        """(B, N, C) tokens -> (T, C) queries: the mean of each query's valid tokens.
-
-        Each granularity is one ``avg_pool2d`` over the map (``ceil_mode``: a patch cut by
-        the map's border averages its valid positions only), then a gather of the chosen
-        patches.
-        """
-        if has_kernel(x):
-            return grained_pool(x, self.meta(), self.token_to_query, self.hw, self.num_extra)
-        B, N, C = x.shape
-        H, W = self.hw
-        E = self.num_extra
-        tokens = x[:, E:]
-        out = x.new_zeros(self.num_queries, C)
-        fmap = None
-        for phi, src, dest in self.plan():
-            if src.numel() == 0:
-                continue
-            if phi == 1:
-                pooled = tokens.reshape(B * H * W, C)
-            else:
-                if fmap is None:  # channels-last view of the map: no copy
-                    fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
-                pooled = F.avg_pool2d(fmap, phi, phi, ceil_mode=True)
-                pooled = pooled.permute(0, 2, 3, 1).reshape(-1, C)
-            out.index_copy_(0, dest, pooled.index_select(0, src))
-        if E:
-            out.index_copy_(0, self.extra_dest, x[:, :E].reshape(B * E, C))
-        return out
+        """(B, N, C) tokens -> (T, C) queries: the mean of each query's valid tokens
+        (:func:`vtpack_mm.ops.grained_pool`)."""
+        return grained_pool(x, self)
 
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
-        """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)."""
-        if has_kernel(x, delta):
-            return grained_unpool(x, delta, self.token_to_query, self.token_gate, self.meta(),
-                                  self.hw, self.num_extra)
-        B, N, C = x.shape
-        if self.has_dump:
-            delta = torch.cat([delta, delta.new_zeros(1, C)])
-        y = None
-        for k in range(self.num_branches):
-            d = delta.index_select(0, self.token_to_query[k].reshape(-1)).view(B, N, C)
-            if self.token_gate is not None:
-                d = d * self.token_gate[..., k:k + 1]
-            # accumulate in place into the fresh gathered tensor: one allocation of the
-            # map size instead of two (large allocations are page faults on CPU)
-            y = d if y is None else y.add_(d)
-        return y.add_(x)
+        """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)
+        (:func:`vtpack_mm.ops.grained_unpool`)."""
+        return grained_unpool(x, delta, self)
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         B, N = self.token_to_query.shape[1:]

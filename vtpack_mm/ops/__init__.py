@@ -1,12 +1,17 @@
-"""Compiled ops with pure-PyTorch references (the fallback and the test oracle)."""
+"""Compiled ops with pure-PyTorch references (the fallback and the test oracle): each op's
+reference, autograd Function and dispatcher in one module (:mod:`.grained`,
+:mod:`.deform_point_attn`), its Triton kernel beside it, its C++ source in ``ops/csrc``."""
 from .deform_point_attn import (deform_point_attn, deform_point_attn_reference,
                                 pad_index)
 from .ext import (device_kind, has_kernel, take_cuda_branches, use_kernels,
                   use_triton_on_cpu)
-from .grained import grained_pool, grained_unpool, patch_counts
+from .grained import (GrainedIndex, grained_pool, grained_pool_kernel, grained_pool_reference,
+                      grained_unpool, grained_unpool_kernel, grained_unpool_reference,
+                      patch_counts)
 
 __all__ = [
     'deform_point_attn', 'deform_point_attn_reference', 'grained_pool', 'grained_unpool',
-    'has_kernel', 'pad_index', 'patch_counts', 'use_kernels', 'use_triton_on_cpu',
-    'device_kind', 'take_cuda_branches'
+    'grained_pool_kernel', 'grained_unpool_kernel', 'grained_pool_reference',
+    'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'pad_index', 'patch_counts',
+    'use_kernels', 'use_triton_on_cpu', 'device_kind', 'take_cuda_branches'
 ]

@@ -1,18 +1,97 @@
-"""Grained pooling and un-pooling with the compiled kernels (``ops/csrc``).
+"""Grained pooling and un-pooling: the pure-PyTorch reference, the autograd Functions of
+the compiled kernels (``ops/csrc`` on CPU, :mod:`.grained_triton` on GPU) and the
+dispatcher that picks one of them.
 
-A query is one row of ``meta`` (T, 5) int64: image, top row, left column, granularity
-phi and branch (phi = 0: an extra token, whose index is in the row column). ``t2q``
-(K, B, N) is the query every token takes its delta from, per branch; a value outside
-[0, T) means none. The pure-PyTorch reference is :class:`vtpack_mm.dge.GrainedQueries`'s
-own pooling (the dispatcher there picks one or the other).
+Pooling turns (B, N, C) tokens into (T, C) queries, each the mean of the valid tokens of
+one patch (or an extra token as it is); un-pooling adds to every token the (gated) delta
+of its query, per branch. Which patches become queries is described by a
+:class:`GrainedIndex` (built by :mod:`vtpack_mm.dge.queries`).
+
+The kernels read a query as one row of ``meta`` (T, 5) int64: image, top row, left column,
+granularity phi and branch (phi = 0: an extra token, whose index is in the row column).
+``t2q`` (K, B, N) is the query every token takes its delta from, per branch; a value
+outside [0, T) means none.
 """
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Protocol, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ext import backend
+from .ext import backend, has_kernel
+
+
+class GrainedIndex(Protocol):
+    """Which patches are queries and which query each token takes its delta from.
+
+    Attributes:
+        hw: the token map's (H, W); extra tokens lead each image's N = E + H * W tokens.
+        num_extra: E.
+        num_queries: T.
+        token_to_query: (K, B, N) long, per branch; T (a dump row) or beyond: none.
+        token_gate: (B, N, K) or None, multiplies each branch's delta.
+        extra_dest: (B * E,) query of every extra token, image after image.
+        has_dump: whether ``token_to_query`` points at the dump row T.
+    """
+    hw: Tuple[int, int]
+    num_extra: int
+    num_queries: int
+    token_to_query: Tensor
+    token_gate: Optional[Tensor]
+    extra_dest: Tensor
+    has_dump: bool
+
+    def meta(self) -> Tensor:
+        """(T, 5) int64 rows of the kernels."""
+
+    def plan(self) -> Iterator[Tuple[int, Tensor, Tensor]]:
+        """Per positive granularity ``(phi, src, dest)``: rows ``src`` of that
+        granularity's pooled map (image after image) become queries ``dest``."""
+
+
+def grained_pool_reference(x: Tensor, index: GrainedIndex) -> Tensor:
+    """(B, N, C) -> (T, C) in PyTorch: one ``avg_pool2d`` per granularity over the map
+    (``ceil_mode``: a patch cut by the map's border averages its valid positions only),
+    then a gather of the chosen patches."""
+    B, N, C = x.shape
+    H, W = index.hw
+    E = index.num_extra
+    tokens = x[:, E:]
+    out = x.new_zeros(index.num_queries, C)
+    fmap = None
+    for phi, src, dest in index.plan():
+        if src.numel() == 0:
+            continue
+        if phi == 1:
+            pooled = tokens.reshape(B * H * W, C)
+        else:
+            if fmap is None:  # channels-last view of the map: no copy
+                fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
+            pooled = F.avg_pool2d(fmap, phi, phi, ceil_mode=True)
+            pooled = pooled.permute(0, 2, 3, 1).reshape(-1, C)
+        out.index_copy_(0, dest, pooled.index_select(0, src))
+    if E:
+        out.index_copy_(0, index.extra_dest, x[:, :E].reshape(B * E, C))
+    return out
+
+
+def grained_unpool_reference(x: Tensor, delta: Tensor, index: GrainedIndex) -> Tensor:
+    """x + the gated delta of every token's query, summed over branches, in PyTorch:
+    one gather per branch."""
+    B, N, C = x.shape
+    if index.has_dump:
+        delta = torch.cat([delta, delta.new_zeros(1, C)])
+    t2q, gate = index.token_to_query, index.token_gate
+    y = None
+    for k in range(t2q.shape[0]):
+        d = delta.index_select(0, t2q[k].reshape(-1)).view(B, N, C)
+        if gate is not None:
+            d = d * gate[..., k:k + 1]
+        # accumulate in place into the fresh gathered tensor: one allocation of the map
+        # size instead of two (large allocations are page faults on CPU)
+        y = d if y is None else y.add_(d)
+    return y.add_(x)
 
 
 def patch_counts(meta: Tensor, hw: Tuple[int, int]) -> Tensor:
@@ -85,16 +164,16 @@ def _needs_graph(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def grained_pool(x: Tensor, meta: Tensor, t2q: Tensor, hw: Tuple[int, int],
-                 num_extra: int) -> Tensor:
+def grained_pool_kernel(x: Tensor, meta: Tensor, t2q: Tensor, hw: Tuple[int, int],
+                        num_extra: int) -> Tensor:
     """(B, N, C) -> (T, C): the mean of every query's valid positions (compiled)."""
     if not _needs_graph(x):
         return _pool_forward(x, meta, hw, num_extra)
     return GrainedPoolFunction.apply(x, meta, t2q, tuple(hw), num_extra)
 
 
-def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
-                   meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
+def grained_unpool_kernel(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor],
+                          meta: Tensor, hw: Tuple[int, int], num_extra: int) -> Tensor:
     """(B, N, C), (T, C) -> x + sum_k gate_k * delta[t2q_k] (compiled)."""
     dtype = torch.result_type(x, delta)
     gate = gate.to(dtype).contiguous() if gate is not None else None
@@ -102,3 +181,21 @@ def grained_unpool(x: Tensor, delta: Tensor, t2q: Tensor, gate: Optional[Tensor]
     if not _needs_graph(x, delta, gate):
         return _unpool_forward(x, delta, t2q, gate)
     return GrainedUnpoolFunction.apply(x, delta, t2q, gate, meta, tuple(hw), num_extra)
+
+
+def grained_pool(x: Tensor, index: GrainedIndex) -> Tensor:
+    """(B, N, C) tokens -> (T, C) queries, the mean of each query's valid tokens: the
+    compiled kernel where one applies to ``x``, else :func:`grained_pool_reference`."""
+    if has_kernel(x):
+        return grained_pool_kernel(x, index.meta(), index.token_to_query, index.hw,
+                                   index.num_extra)
+    return grained_pool_reference(x, index)
+
+
+def grained_unpool(x: Tensor, delta: Tensor, index: GrainedIndex) -> Tensor:
+    """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C); the compiled
+    kernel where one applies, else :func:`grained_unpool_reference`."""
+    if has_kernel(x, delta):
+        return grained_unpool_kernel(x, delta, index.token_to_query, index.token_gate,
+                                     index.meta(), index.hw, index.num_extra)
+    return grained_unpool_reference(x, delta, index)

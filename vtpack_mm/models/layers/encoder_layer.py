@@ -16,7 +16,9 @@ class EncoderLayer(SparseQueryBlock):
 
     Queries go through ``norm1 -> attention -> norm2 -> FFN``; keys/values are the dense
     ``norm1(x)``. With ``dge_cfg`` the queries are the Dynamic Grained Encoder's pooled
-    patches, otherwise every token.
+    patches, otherwise every token. Its forward is :meth:`SparseQueryBlock.forward
+    <vtpack_mm.dge.SparseQueryBlock.forward>` (route, pool, :meth:`forward_queries`,
+    un-pool), shared by every block that runs sparse queries against dense keys/values.
 
     Args:
         embed_dims: channels C.
