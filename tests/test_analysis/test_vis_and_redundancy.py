@@ -110,7 +110,7 @@ def test_calibrate_budget_cli(shapes, capsys):
 
 def test_image_tools_take_cfg_options(shapes, capsys):
     # the config's knob set through --cfg-options reaches the model: beta before any
-    # calibration is no longer the untrained router's 1.0
+    # calibration differs from the untrained router's 1.0
     run_tool('analysis_tools/calibrate_budget.py', DET, '--images', shapes / 'coco' / 'val',
              '--target', '0.5', '--limit', '2', '--cfg-options',
              'model.backbone.dge_cfg.logit_shift=6')

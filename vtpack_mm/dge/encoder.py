@@ -7,7 +7,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from .geometry import GeometryCache, check_granularities, num_regions
-from .queries import DenseQueries, QueryLayout, dense_queries, sparse_queries
+from .queries import (DenseQueries, QueryLayout, dense_queries, sparse_queries,
+                      traced_queries)
 from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
 
 TRAIN_MODES = ('dense', 'sparse')
@@ -135,6 +136,9 @@ class DynamicGrainedEncoder(BaseModule):
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
             return self._routing(queries, choice, num_queries, geo, True)
         choice = logits.argmax(-1) if override is None else override
+        if torch.jit.is_tracing():  # export: the routing stays in the graph
+            queries = traced_queries(geo, choice, E)
+            return self._routing(queries, choice, queries.num_queries_tensor(), geo, True)
         if self._finest_is_identity and bool((choice == self._finest).all()):
             # every region at phi = 1: the queries are the tokens, no pooling needed
             return self._routing(DenseQueries(B, hw, E), choice, x.new_full((B, ), float(N)),

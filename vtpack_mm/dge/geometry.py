@@ -81,6 +81,9 @@ class RegionGeometry:
         patch_src (P,): index of each valid patch in its granularity's grid of valid
             patches (ceil(H / phi) x ceil(W / phi), row-major), -1 if invalid.
         patch_rank (P,): index of each valid patch among all valid patches (-1 if invalid).
+        patch_table_row (P,): row of each valid patch in the table of one image's patch
+            means (every granularity's valid grid, row-major, granularity after
+            granularity; ``table_size`` rows), meaningless if invalid.
         levels: per positive granularity, its index k, phi and its valid grid size.
         region_queries (R, K): valid patches per region at each granularity.
     """
@@ -143,6 +146,10 @@ class RegionGeometry:
         self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
                                       torch.full_like(self.patch_k, -1))
         self.num_valid_patches = int(self.patch_valid.sum())
+        sizes = [lv['valid_hw'][0] * lv['valid_hw'][1] for lv in self.levels]
+        starts = torch.tensor([sum(sizes[:j]) for j in range(len(sizes))], **kw)
+        self.patch_table_row = starts[self.patch_level] + self.patch_src
+        self.table_size = sum(sizes)
 
         R, K = self.num_regions, len(phis)
         flat = self.patch_region * K + self.patch_k

@@ -15,7 +15,8 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..ops import grained_pool, grained_unpool, pad_index
+from ..ops import (grained_pool, grained_pool_reference, grained_unpool,
+                   grained_unpool_reference, pad_index)
 from .geometry import RegionGeometry
 
 
@@ -76,6 +77,19 @@ class QueryLayout:
         raise NotImplementedError
 
 
+def token_xy(hw: Tuple[int, int], num_extra: int, device, dtype=torch.float32) -> Tensor:
+    """(E + H*W, 2) position (x, y) of every token in token units, token centres at
+    integer coordinates; extra tokens sit at the map centre."""
+    H, W = hw
+    ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=dtype),
+                            torch.arange(W, device=device, dtype=dtype), indexing='ij')
+    xy = torch.stack([xs.flatten(), ys.flatten()], 1)
+    if num_extra:
+        centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(num_extra, 2)
+        xy = torch.cat([centre, xy])
+    return xy
+
+
 class DenseQueries(QueryLayout):
     """The vanilla case: every token is a query."""
 
@@ -86,14 +100,7 @@ class DenseQueries(QueryLayout):
         self.lengths = [num_extra + self.hw[0] * self.hw[1]] * batch_size
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
-        H, W = self.hw
-        ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=dtype),
-                                torch.arange(W, device=device, dtype=dtype), indexing='ij')
-        xy = torch.stack([xs.flatten(), ys.flatten()], 1)
-        if self.num_extra:
-            centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(self.num_extra, 2)
-            xy = torch.cat([centre, xy])
-        return xy.repeat(self.batch_size, 1)
+        return token_xy(self.hw, self.num_extra, device, dtype).repeat(self.batch_size, 1)
 
 
 class ChosenPatches(NamedTuple):
@@ -139,16 +146,23 @@ class GrainedQueries(QueryLayout):
         self.has_dump = has_dump
         self._meta = None
 
-    def plan(self):
-        """Per positive granularity ``(phi, src, dest)``: rows ``src`` of that granularity's
-        pooled map (B * ceil(H/phi) * ceil(W/phi) rows, image after image) become queries
-        ``dest`` (the reference pooling's gather)."""
+    @property
+    def pool_sides(self) -> Tuple[int, ...]:
+        return tuple(lv['phi'] for lv in self.chosen.geo.levels)
+
+    def table_rows(self) -> Tensor:
+        """(T,) row of every query in the table of patch means (see
+        :class:`vtpack_mm.ops.GrainedIndex`)."""
         geo, image, patch, dest, _ = self.chosen
-        level = geo.patch_level[patch]
-        for j, lv in enumerate(geo.levels):
-            m = level == j
-            vh, vw = lv['valid_hw']
-            yield lv['phi'], image[m] * (vh * vw) + geo.patch_src[patch[m]], dest[m]
+        E, B = self.num_extra, self.batch_size
+        size = E + geo.table_size
+        rows = torch.empty(self.num_queries, dtype=torch.long, device=image.device)
+        rows.index_copy_(0, dest, image * size + E + geo.patch_table_row.index_select(0, patch))
+        if E:
+            extra = torch.arange(B, device=image.device).repeat_interleave(E) * size + \
+                torch.arange(E, device=image.device).repeat(B)
+            rows.index_copy_(0, self.extra_dest, extra)
+        return rows
 
     def meta(self) -> Tensor:
         """(T, 5) int64 rows (image, y0, x0, phi, branch) of the compiled ops; extra tokens
@@ -189,14 +203,7 @@ class GrainedQueries(QueryLayout):
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         B, N = self.token_to_query.shape[1:]
-        H, W = self.hw
-        E = self.num_extra
-        ys, xs = torch.meshgrid(torch.arange(H, device=device, dtype=dtype),
-                                torch.arange(W, device=device, dtype=dtype), indexing='ij')
-        xy = torch.stack([xs.flatten(), ys.flatten()], 1)
-        if E:
-            centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(E, 2)
-            xy = torch.cat([centre, xy])
+        xy = token_xy(self.hw, self.num_extra, device, dtype)
         return self.pool(xy.unsqueeze(0).expand(B, N, 2).contiguous())
 
 
@@ -280,3 +287,86 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
     return GrainedQueries(torch.stack(branches), [L] * B, geo.hw, E, chosen, extra_dest,
                           torch.stack(gates, -1), region_choice=choice,
                           has_dump=bool(E) and len(branches) > 1)
+
+
+class TracedQueries(QueryLayout):
+    """Sparse queries of one image built from tensor operations alone: no query count
+    reaches Python, so a tracer (ONNX export) records the routing inside the graph and the
+    exported model picks its queries per input. The same queries, in the same order, as
+    :func:`sparse_queries` for one image; pooled and un-pooled by the grained ops'
+    references (:mod:`vtpack_mm.ops.grained`), which are tensor operations too.
+
+    Args:
+        geo: the map's geometry.
+        rows: (E + T,) row of each query in the table of patch means (extra tokens first).
+        token_to_query: (E + H*W,) query of every token (E + T, a zero row: skipped region).
+        num_extra: E.
+    """
+    batch_size = 1
+    uniform = True
+    token_gate = None
+    has_dump = True
+
+    def __init__(self, geo: RegionGeometry, rows: Tensor, token_to_query: Tensor,
+                 num_extra: int):
+        self.geo = geo
+        self.hw = geo.hw
+        self.rows = rows
+        self.token_to_query = token_to_query.view(1, 1, -1)
+        self.num_extra = num_extra
+        self.pool_sides = tuple(lv['phi'] for lv in geo.levels)
+
+    @property
+    def lengths(self):
+        raise RuntimeError('TracedQueries keeps its query count in the graph, not in Python')
+
+    def table_rows(self) -> Tensor:
+        return self.rows
+
+    def to_padded(self, q: Tensor) -> Tensor:
+        return q.unsqueeze(0)
+
+    def from_padded(self, q: Tensor) -> Tensor:
+        return q.flatten(0, 1)
+
+    def pool(self, x: Tensor) -> Tensor:
+        """(1, N, C) tokens -> (E + T, C) queries."""
+        return grained_pool_reference(x, self)
+
+    def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
+        """x + the delta of each token's query: (1, N, C), (E + T, C) -> (1, N, C)."""
+        return grained_unpool_reference(x, delta, self)
+
+    def query_xy(self, device, dtype=torch.float32) -> Tensor:
+        xy = token_xy(self.hw, self.num_extra, device, dtype)
+        return self.pool(xy.unsqueeze(0))
+
+    def num_queries_tensor(self) -> Tensor:
+        """(1,) the query count, extra tokens included, as a float tensor."""
+        return torch.ones_like(self.rows, dtype=torch.float32).sum().view(1)
+
+
+def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int) -> TracedQueries:
+    """:class:`TracedQueries` of the chosen granularity of every region of one image.
+
+    Args:
+        geo: the map's geometry.
+        choice: (1, R) long, the granularity index chosen for each region.
+        num_extra: E extra tokens (queries of their own, first).
+    """
+    if choice.shape[0] != 1:
+        raise ValueError(f'traced queries take one image; got a batch of {choice.shape[0]} '
+                         f'(export the model with batch size 1)')
+    E = num_extra
+    device = choice.device
+    sel = geo.patch_valid & (choice[0].index_select(0, geo.patch_region) == geo.patch_k)
+    picked = sel.nonzero()[:, 0]  # chosen patches in patch-list order: the query order
+    extra = torch.arange(E, device=device)
+    rows = torch.cat([extra, E + geo.patch_table_row.index_select(0, picked)])
+    rank = sel.long().cumsum(0) - 1 + E  # query index of every chosen patch
+    k_pos = choice[0].index_select(0, geo.pos_region)  # (HW,) chosen index per position
+    pid = geo.pos_patch.gather(0, k_pos.unsqueeze(0))[0]  # its patch (-1: skipped region)
+    t2q = rank.index_select(0, pid.clamp(min=0))
+    if geo.has_skip:  # the dump row after the last query
+        t2q = torch.where(pid < 0, rank[-1:] + 1, t2q)
+    return TracedQueries(geo, rows, torch.cat([extra, t2q]), E)

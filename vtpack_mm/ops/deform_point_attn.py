@@ -6,7 +6,7 @@ number per image); token centres sit at integer coordinates and samples outside 
 read zeros. mmcv's multi-scale deformable attention has no CPU kernel and assumes a fixed
 number of queries per image, hence this op.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +26,15 @@ def pad_index(lengths: List[int], device) -> Tensor:
 
 
 def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
-                                lengths: List[int], hw: Tuple[int, int]) -> Tensor:
+                                lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
     """The op in PyTorch: ``grid_sample`` on the padded queries.
 
     Args:
         value: (B, H*W, heads, d) the value map.
         xy: (T, heads, P, 2) sampling locations (x, y) in token units.
         weights: (T, heads, P) point weights.
-        lengths: queries per image (sum T).
+        lengths: queries per image (sum T); None for one image (B = 1), whose count then
+            stays a tensor size (what a tracer needs).
         hw: (H, W).
     Returns:
         (T, heads * d)
@@ -41,10 +42,15 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
     B, _, h, d = value.shape
     H, W = hw
     T, _, P, _ = xy.shape
-    L = max(lengths)
-    idx = pad_index(lengths, xy.device)
-    xy_p = xy.new_zeros(B * L, h, P, 2).index_copy(0, idx, xy).view(B, L, h, P, 2)
-    w_p = weights.new_zeros(B * L, h, P).index_copy(0, idx, weights).view(B, L, h, P)
+    if lengths is None:  # one image: its queries are the padded layout
+        if B != 1:
+            raise ValueError(f'lengths=None means one image; the value map has {B}')
+        xy_p, w_p, L = xy.unsqueeze(0), weights.unsqueeze(0), T
+    else:
+        L = max(lengths)
+        idx = pad_index(lengths, xy.device)
+        xy_p = xy.new_zeros(B * L, h, P, 2).index_copy(0, idx, xy).view(B, L, h, P, 2)
+        w_p = weights.new_zeros(B * L, h, P).index_copy(0, idx, weights).view(B, L, h, P)
     vmap = value.permute(0, 2, 3, 1).reshape(B * h, d, H, W)
     size = xy.new_tensor([W, H])
     grid = (2 * xy_p + 1) / size - 1  # token centres, align_corners=False
@@ -53,7 +59,7 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
                             align_corners=False)  # (B*h, d, L, P)
     out = (sampled * w_p.permute(0, 2, 1, 3).reshape(B * h, 1, L, P)).sum(-1)
     out = out.view(B, h, d, L).permute(0, 3, 1, 2).reshape(B * L, h * d)
-    return out.index_select(0, idx)
+    return out if lengths is None else out.index_select(0, idx)
 
 
 class DeformPointAttnFunction(torch.autograd.Function):
@@ -74,8 +80,8 @@ class DeformPointAttnFunction(torch.autograd.Function):
         return gv, gxy, gw, None, None
 
 
-def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, lengths: List[int],
-                      hw: Tuple[int, int]) -> Tensor:
+def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor,
+                      lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
     """Deformable point attention of packed queries: the compiled kernel where one applies,
     else :func:`deform_point_attn_reference`. Shapes as there; returns (T, heads * d)."""
     if not has_kernel(value, xy, weights):
@@ -83,8 +89,11 @@ def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, lengths: List[
     dtype = torch.result_type(value, xy)
     dtype = torch.promote_types(dtype, weights.dtype)
     B = value.shape[0]
-    batch = torch.repeat_interleave(torch.arange(B, device=value.device),
-                                    torch.tensor(lengths, device=value.device))
+    if lengths is None:
+        batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
+    else:
+        batch = torch.repeat_interleave(torch.arange(B, device=value.device),
+                                        torch.tensor(lengths, device=value.device))
     out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
                                         weights.to(dtype).contiguous(), batch,
                                         (int(hw[0]), int(hw[1])))

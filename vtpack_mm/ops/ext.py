@@ -74,11 +74,12 @@ def _triton():
 def backend(*tensors: torch.Tensor):
     """The kernels for these tensors: ``torch.ops.vtpack_mm`` (the compiled CPU ops) for
     CPU tensors, the Triton kernels for CUDA tensors (with ``VTPACK_MM_TRITON=1``); None
-    where none applies (disabled, extension not built, Triton missing, mixed devices).
+    where none applies (disabled, extension not built, Triton missing, mixed devices,
+    or a tracer running: an exported graph holds the references' plain operations).
     ``use_triton_on_cpu`` sends CPU tensors to the Triton kernels (for tests under
     ``TRITON_INTERPRET=1``)."""
-    if not _state['enabled'] or not tensors:
-        return None
+    if not _state['enabled'] or not tensors or torch.jit.is_tracing():
+        return None  # a tracer (ONNX export) records the references, which are plain ops
     kinds = {device_kind(t) for t in tensors}
     if len(kinds) != 1:
         return None

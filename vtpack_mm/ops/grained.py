@@ -12,7 +12,7 @@ granularity phi and branch (phi = 0: an extra token, whose index is in the row c
 ``t2q`` (K, B, N) is the query every token takes its delta from, per branch; a value
 outside [0, T) means none.
 """
-from typing import Iterator, Optional, Protocol, Tuple
+from typing import Optional, Protocol, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +28,7 @@ class GrainedIndex(Protocol):
     Attributes:
         hw: the token map's (H, W); extra tokens lead each image's N = E + H * W tokens.
         num_extra: E.
-        num_queries: T.
+        pool_sides: the positive granularities, in the order of the table of patch means.
         token_to_query: (K, B, N) long, per branch; T (a dump row) or beyond: none.
         token_gate: (B, N, K) or None, multiplies each branch's delta.
         extra_dest: (B * E,) query of every extra token, image after image.
@@ -36,7 +36,7 @@ class GrainedIndex(Protocol):
     """
     hw: Tuple[int, int]
     num_extra: int
-    num_queries: int
+    pool_sides: Tuple[int, ...]
     token_to_query: Tensor
     token_gate: Optional[Tensor]
     extra_dest: Tensor
@@ -45,35 +45,29 @@ class GrainedIndex(Protocol):
     def meta(self) -> Tensor:
         """(T, 5) int64 rows of the kernels."""
 
-    def plan(self) -> Iterator[Tuple[int, Tensor, Tensor]]:
-        """Per positive granularity ``(phi, src, dest)``: rows ``src`` of that
-        granularity's pooled map (image after image) become queries ``dest``."""
+    def table_rows(self) -> Tensor:
+        """(T,) row of every query in the table of patch means: per image, its E extra
+        tokens, then the ``ceil(H / phi) x ceil(W / phi)`` means of each of
+        ``pool_sides`` in turn (row-major), images one after the other."""
 
 
 def grained_pool_reference(x: Tensor, index: GrainedIndex) -> Tensor:
-    """(B, N, C) -> (T, C) in PyTorch: one ``avg_pool2d`` per granularity over the map
-    (``ceil_mode``: a patch cut by the map's border averages its valid positions only),
-    then a gather of the chosen patches."""
+    """(B, N, C) -> (T, C) in PyTorch: a table of every patch mean (one ``avg_pool2d`` per
+    granularity; ``ceil_mode``: a patch cut by the map's border averages its valid
+    positions only), then one gather of the queries' rows. Tensor operations only, so a
+    tracer records it whole (ONNX export)."""
     B, N, C = x.shape
     H, W = index.hw
     E = index.num_extra
     tokens = x[:, E:]
-    out = x.new_zeros(index.num_queries, C)
-    fmap = None
-    for phi, src, dest in index.plan():
-        if src.numel() == 0:
-            continue
+    table = [x[:, :E]]
+    for phi in index.pool_sides:
         if phi == 1:
-            pooled = tokens.reshape(B * H * W, C)
-        else:
-            if fmap is None:  # channels-last view of the map: no copy
-                fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
-            pooled = F.avg_pool2d(fmap, phi, phi, ceil_mode=True)
-            pooled = pooled.permute(0, 2, 3, 1).reshape(-1, C)
-        out.index_copy_(0, dest, pooled.index_select(0, src))
-    if E:
-        out.index_copy_(0, index.extra_dest, x[:, :E].reshape(B * E, C))
-    return out
+            table.append(tokens)
+        else:  # on a channels-last view of the map: no copy
+            fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
+            table.append(F.avg_pool2d(fmap, phi, phi, ceil_mode=True).flatten(2).transpose(1, 2))
+    return torch.cat(table, 1).reshape(-1, C).index_select(0, index.table_rows())
 
 
 def grained_unpool_reference(x: Tensor, delta: Tensor, index: GrainedIndex) -> Tensor:

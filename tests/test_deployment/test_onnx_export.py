@@ -1,0 +1,85 @@
+"""The dynamic backbones exported to ONNX keep their routing in the graph: ONNX Runtime
+reproduces PyTorch on inputs that route differently, at divisible and non-divisible
+sizes, at several budget shifts."""
+import pytest
+import torch
+
+import vtpack_mm
+from vtpack_mm.analysis import randomize_routers
+from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx_session
+
+BACKBONES = dict(
+    PVT=(vtpack_mm.PVT, dict(arch='tiny')),
+    DPVT=(vtpack_mm.DPVT, dict(arch='tiny')),
+    DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')))
+
+
+def routed(name, granularities=(1, 2, 4)):
+    cls, kw = BACKBONES[name]
+    model = cls(**kw, dge_cfg=dict(granularities=granularities))
+    model.init_weights()
+    randomize_routers(model)
+    return model.eval()
+
+
+def inputs(size, n=3):
+    g = torch.Generator().manual_seed(sum(size))
+    # noise at different contrasts, and a smooth image: the routers choose differently
+    xs = [torch.randn(1, 3, *size, generator=g) * (0.5 + i) for i in range(n - 1)]
+    ramp = torch.linspace(-1, 1, size[1]).expand(1, 3, *size).clone()
+    return xs + [ramp]
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+@pytest.mark.parametrize('size', [(64, 96), (72, 100)], ids=['divisible', 'ragged'])
+def test_onnx_runtime_reproduces_the_routed_backbone(name, size, tmp_path):
+    model = routed(name)
+    path = str(tmp_path / 'b.onnx')
+    export_onnx(model, torch.zeros(1, 3, *size), path)
+    # one data-dependent query count per DGE block: the routing is in the graph
+    assert onnx_op_counts(path).get('NonZero', 0) == len(model.dge_modules())
+    session = onnx_session(path)
+    betas = []
+    for x in inputs(size):
+        diff, shapes = compare_onnx(session, model, x)
+        betas.append(round(model.last_complexity.ratio().item(), 4))
+        assert diff < 1e-4, (name, size, diff)
+    # the inputs took different routes through the same graph (else the test shows nothing)
+    assert len(set(betas)) == len(betas), betas
+    assert min(betas) < 0.9
+
+
+@pytest.mark.parametrize('shift', [-2.0, 0.0, 3.0])
+def test_budget_shift_is_baked_in_at_export(shift, tmp_path):
+    model = routed('PVT')
+    model.set_logit_shift(shift)
+    path = str(tmp_path / 'b.onnx')
+    export_onnx(model, torch.zeros(1, 3, 64, 96), path)
+    session = onnx_session(path)
+    for x in inputs((64, 96), 2):
+        diff, _ = compare_onnx(session, model, x)
+        assert diff < 1e-4
+
+
+def test_skipped_regions_export(tmp_path):
+    # granularity 0 skips a region: its tokens take the zero row after the last query
+    model = routed('PVT', granularities=(0, 1, 2, 4))
+    model.set_logit_shift(1.0)
+    path = str(tmp_path / 'b.onnx')
+    export_onnx(model, torch.zeros(1, 3, 72, 100), path)
+    session = onnx_session(path)
+    skipped = 0
+    for x in inputs((72, 100)):
+        diff, _ = compare_onnx(session, model, x)
+        assert diff < 1e-4
+        skipped += sum(int((m.last_choice == 0).sum()) for m in model.dge_modules())
+    assert skipped > 0
+
+
+def test_export_errors_name_the_problem(tmp_path):
+    model = routed('PVT')
+    with pytest.raises(ValueError, match='batch size 1'):
+        export_onnx(model, torch.zeros(2, 3, 64, 64), str(tmp_path / 'b.onnx'))
+    with pytest.raises(TypeError, match='only tensors'):
+        export_onnx(model, torch.zeros(1, 3, 64, 64), str(tmp_path / 'b.onnx'),
+                    fn=lambda x: dict(feats=model(x), name='not a tensor'))

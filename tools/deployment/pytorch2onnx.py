@@ -1,0 +1,124 @@
+"""Export a DGE model to ONNX with the routing inside the graph, and check it in ONNX Runtime.
+
+    python tools/deployment/pytorch2onnx.py CONFIG [CHECKPOINT] --shape H W --out FILE
+        [--part backbone|features|tensor] [--logit-shift S | --target-beta B]
+        [--verify] [--images DIR] [--cfg-options k=v ...]
+
+The graph takes one normalised (1, 3, H, W) image, as the config's data preprocessor makes
+it, and computes per input the argmax of every router, a data-dependent number of queries
+per DGE block, the pooling, the attention over the dense keys/values and the un-pooling.
+It is made for H x W (padded as the data preprocessor pads) and batch 1: the region
+layout depends on the map size, so export once per deployment size. The budget knob is
+baked in: --logit-shift S, or the shift that brings the sample photos to --target-beta,
+or the config's own ``dge_cfg.logit_shift``.
+
+--part: ``backbone`` (default) the backbone's feature maps; ``features`` the model's
+``extract_feat`` (backbone and neck); ``tensor`` the model's raw outputs
+(``mode='tensor'``: a segmentor's logits, a classifier's scores; mmdet's two-stage
+detectors post-process proposals inside that mode and do not export without mmdeploy's
+rewrites). Without a checkpoint the routers get random weights, so that regions route
+differently. --verify runs the file in ONNX Runtime on scikit-image's photos resized to
+H x W (or --images) and on noise, and prints each input's beta and largest difference.
+"""
+import argparse
+
+import torch
+import torch.nn.functional as F
+from mmengine.config import DictAction
+
+from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
+                                load_images, randomize_routers)
+from vtpack_mm.analysis.flops import shape_inputs
+from vtpack_mm.analysis.loading import SAMPLE_PHOTOS, sample_photos
+from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx_session
+from vtpack_mm.dge import dge_encoders, last_complexity
+
+PARTS = ('backbone', 'features', 'tensor')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), required=True,
+                        help='the input size the graph is made for')
+    parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--part', choices=PARTS, default='backbone')
+    knob = parser.add_mutually_exclusive_group()
+    knob.add_argument('--logit-shift', type=float, help='bake in this budget shift')
+    knob.add_argument('--target-beta', type=float,
+                      help='bake in the shift that brings the sample photos to this beta')
+    parser.add_argument('--verify', action='store_true',
+                        help='compare ONNX Runtime with PyTorch on sample inputs')
+    parser.add_argument('--images', help='images for --target-beta / --verify')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, key=value (as in tools/train.py)')
+    return parser.parse_args(argv)
+
+
+def sample_inputs(model, args):
+    """Normalised (1, 3, H', W') inputs: the photos resized to H x W, then noise; H' x W'
+    is H x W padded as the config's data preprocessor pads (e.g. to multiples of 32), the
+    photos padded with zeros as it pads."""
+    size = tuple(args.shape)
+    noise = shape_inputs(model, *size)[0]
+    if args.images:
+        photos = load_images(image_paths(args.images, len(SAMPLE_PHOTOS)), model.cfg, size)
+    else:
+        import mmcv
+        import os.path as osp
+        import tempfile
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, rgb in sample_photos().items():
+                mmcv.imwrite(rgb[..., ::-1], osp.join(tmp, f'{name}.png'))
+            photos = load_images(image_paths(tmp), model.cfg, size)
+    ph, pw = noise.shape[-2:]
+    return [F.pad(x, (0, pw - x.shape[-1], 0, ph - x.shape[-2])) for x in photos] + [noise]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
+    if args.part == 'tensor' and hasattr(model, 'rpn_head'):
+        raise SystemExit(f"--part tensor: {type(model).__name__}'s tensor mode needs data "
+                         f'samples and post-processes the proposals (NMS) inside it, which '
+                         f'does not export without mmdeploy; export --part features '
+                         f'(backbone and neck) instead')
+    backbone = backbone_of(model)
+    if not dge_encoders(backbone):
+        print('note: the backbone has no DGE blocks; exporting it as a vanilla model')
+    elif args.checkpoint is None:
+        randomize_routers(backbone)
+    samples = sample_inputs(model, args)
+    if args.logit_shift is not None:
+        backbone.set_logit_shift(args.logit_shift)
+    elif args.target_beta is not None:
+        shift, beta = calibrate_logit_shift(backbone, samples, args.target_beta)
+        print(f'logit shift {shift:+.3f}: beta {beta:.3f} on {len(samples)} inputs')
+    module, fn = dict(backbone=(backbone, None),
+                      features=(model, model.extract_feat),
+                      tensor=(model, lambda x: model(x, mode='tensor')))[args.part]
+    export_onnx(module, samples[-1], args.out, fn=fn)
+    dge_blocks = len(dge_encoders(backbone))
+    counts = onnx_op_counts(args.out)
+    H, W = samples[-1].shape[-2:]
+    print(f'wrote {args.out}: {args.part} at {H}x{W}, batch 1; '
+          f'{sum(counts.values())} nodes, {counts.get("NonZero", 0)} data-dependent query '
+          f'counts for {dge_blocks} DGE blocks')
+    if not args.verify:
+        return None
+    session = onnx_session(args.out)
+    worst = 0.0
+    for i, x in enumerate(samples):
+        diff, shapes = compare_onnx(session, module, x, fn)
+        beta = last_complexity(backbone).ratio().item()
+        name = 'noise' if i == len(samples) - 1 else f'image {i}'
+        print(f'{name}: beta {beta:.3f}, largest |ONNX Runtime - PyTorch| {diff:.2e}')
+        worst = max(worst, diff)
+    print(f'outputs {shapes}; largest difference over {len(samples)} inputs: {worst:.2e}')
+    return worst
+
+
+if __name__ == '__main__':
+    with torch.no_grad():
+        main()

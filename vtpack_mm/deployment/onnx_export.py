@@ -1,0 +1,127 @@
+"""Export a dynamic model to ONNX with its routing inside the graph, and run it in ONNX
+Runtime.
+
+While a tracer runs, every DGE encoder lays its queries out with tensor operations alone
+(:func:`vtpack_mm.dge.queries.traced_queries`) and the ops take their PyTorch references:
+the exported graph computes the argmax per region, a data-dependent number of queries
+(``NonZero``), the pooling, the attention over the dense keys/values and the un-pooling,
+for whatever image it is given. Export is at one input size and batch 1 (the region
+layout depends on the map size); the budget knob's shift is baked in as configured at
+export time.
+"""
+import os
+import os.path as osp
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+OPSET = 17  # GridSample (DPVT) needs 16; 17 adds LayerNormalization
+
+
+class _Traced(nn.Module):
+    """``fn(*inputs)`` as a module, its outputs flattened to a tuple of tensors."""
+
+    def __init__(self, module: nn.Module, fn: Callable):
+        super().__init__()
+        self.module = module
+        self.fn = fn
+
+    def forward(self, *inputs):
+        return tuple(flatten_outputs(self.fn(*inputs)))
+
+
+def flatten_outputs(out) -> List[Tensor]:
+    """Tensors of a nested output (tuples, lists, dicts in key order), depth first."""
+    if isinstance(out, Tensor):
+        return [out]
+    if isinstance(out, dict):
+        return [t for k in sorted(out) for t in flatten_outputs(out[k])]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in flatten_outputs(o)]
+    raise TypeError(f'cannot export an output of type {type(out).__name__}: only tensors, '
+                    f'and tuples, lists or dicts of tensors, go into an ONNX graph')
+
+
+def export_onnx(module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]], path: str,
+                fn: Optional[Callable] = None, opset: int = OPSET,
+                input_names: Sequence[str] = ('input', )) -> List[str]:
+    """Trace ``fn(*inputs)`` (default: ``module(*inputs)``) into an ONNX file.
+
+    ``module`` is put in eval mode; every input must have batch size 1. Returns the
+    output names (``output0``, ``output1``, ...). A failure names the part that does not
+    export.
+    """
+    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    for t in inputs:
+        if t.shape[0] != 1:
+            raise ValueError(f'export takes batch size 1 (the routing picks a number of '
+                             f'queries per image); got an input of shape {tuple(t.shape)}')
+    # the exporter puts the traced module back in its own mode afterwards: the wrapper
+    # must be in eval mode too, or the model comes back in training mode
+    wrapper = _Traced(module, fn or module).eval()
+    what = type(module).__name__
+    try:
+        with torch.no_grad():
+            n_out = len(wrapper(*inputs))
+    except TypeError as e:
+        if 'only tensors' in str(e):
+            raise
+        raise RuntimeError(f'{what} does not run on the export input alone (before any '
+                           f'tracing): {type(e).__name__}: {e}') from e
+    names = [f'output{i}' for i in range(n_out)]
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(wrapper, inputs, path, dynamo=False, opset_version=opset,
+                              input_names=list(input_names), output_names=names)
+    except Exception as e:  # name what failed, keep the exporter's own message
+        raise RuntimeError(f'ONNX export of {what} failed: {type(e).__name__}: {e}') from e
+    return names
+
+
+def onnx_session(path: str, threads: Optional[int] = None):
+    """An ONNX Runtime CPU session of ``path``."""
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
+def run_onnx(session, inputs: Union[Tensor, Sequence[Tensor]]) -> List[np.ndarray]:
+    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(session.get_inputs(), inputs)}
+    return session.run(None, feeds)
+
+
+def compare_onnx(session, module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]],
+                 fn: Optional[Callable] = None) -> Tuple[float, List[Tuple[int, ...]]]:
+    """(largest absolute difference between ONNX Runtime's and PyTorch's outputs, their
+    shapes) for one set of inputs."""
+    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    with torch.no_grad():
+        want = flatten_outputs((fn or module)(*inputs))
+    got = run_onnx(session, inputs)
+    if len(got) != len(want):
+        raise RuntimeError(f'the ONNX graph gives {len(got)} outputs, PyTorch {len(want)}')
+    diffs, shapes = [], []
+    for g, w in zip(got, want):
+        if tuple(g.shape) != tuple(w.shape):
+            raise RuntimeError(f'output shape {tuple(g.shape)} in ONNX Runtime, '
+                               f'{tuple(w.shape)} in PyTorch')
+        diffs.append(float(np.abs(g - w.cpu().numpy()).max()) if g.size else 0.0)
+        shapes.append(tuple(g.shape))
+    return max(diffs), shapes
+
+
+def onnx_op_counts(path: str) -> Dict[str, int]:
+    """How often each operator type occurs in the graph (e.g. ``NonZero``: one per DGE
+    block, the data-dependent query count)."""
+    import onnx
+    counts: Dict[str, int] = {}
+    for node in onnx.load(path, load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
