@@ -35,16 +35,8 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import model_flops, test_inputs
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
-from vtpack_mm.analysis.loading import sample_photos
+from vtpack_mm.analysis.loading import write_sample_photos
 from vtpack_mm.dge import vanilla_pass
-
-
-def sample_folder(folder):
-    """scikit-image's bundled photos written as PNG files into ``folder``."""
-    import mmcv
-    for name, rgb in sample_photos().items():
-        mmcv.imwrite(rgb[..., ::-1], osp.join(folder, f'{name}.png'))
-    return folder
 
 
 def parse_args(argv=None):
@@ -76,7 +68,7 @@ def main(argv=None):
         raise RuntimeError(f'{args.config}: the backbone has no DGE blocks (dge_cfg is None); '
                            f'give the DGE config, the vanilla variant is timed from it')
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.images or sample_folder(tmp)
+        folder = args.images or write_sample_photos(tmp)
         samples = test_inputs(model, image_paths(folder, args.limit))
     images = [x for x, _ in samples]
     if args.checkpoint is None:

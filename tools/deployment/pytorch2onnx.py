@@ -23,13 +23,11 @@ H x W (or --images) and on noise, and prints each input's beta and largest diffe
 import argparse
 
 import torch
-import torch.nn.functional as F
 from mmengine.config import DictAction
 
-from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
-                                load_images, randomize_routers)
-from vtpack_mm.analysis.flops import shape_inputs
-from vtpack_mm.analysis.loading import SAMPLE_PHOTOS, sample_photos
+from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
+                                randomize_routers)
+from vtpack_mm.analysis.loading import shaped_inputs
 from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx_session
 from vtpack_mm.dge import dge_encoders, last_complexity
 
@@ -56,26 +54,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sample_inputs(model, args):
-    """Normalised (1, 3, H', W') inputs: the photos resized to H x W, then noise; H' x W'
-    is H x W padded as the config's data preprocessor pads (e.g. to multiples of 32), the
-    photos padded with zeros as it pads."""
-    size = tuple(args.shape)
-    noise = shape_inputs(model, *size)[0]
-    if args.images:
-        photos = load_images(image_paths(args.images, len(SAMPLE_PHOTOS)), model.cfg, size)
-    else:
-        import mmcv
-        import os.path as osp
-        import tempfile
-        with tempfile.TemporaryDirectory() as tmp:
-            for name, rgb in sample_photos().items():
-                mmcv.imwrite(rgb[..., ::-1], osp.join(tmp, f'{name}.png'))
-            photos = load_images(image_paths(tmp), model.cfg, size)
-    ph, pw = noise.shape[-2:]
-    return [F.pad(x, (0, pw - x.shape[-1], 0, ph - x.shape[-2])) for x in photos] + [noise]
-
-
 def main(argv=None):
     args = parse_args(argv)
     model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
@@ -89,7 +67,7 @@ def main(argv=None):
         print('note: the backbone has no DGE blocks; exporting it as a vanilla model')
     elif args.checkpoint is None:
         randomize_routers(backbone)
-    samples = sample_inputs(model, args)
+    samples = shaped_inputs(model, args.shape, args.images)
     if args.logit_shift is not None:
         backbone.set_logit_shift(args.logit_shift)
     elif args.target_beta is not None:

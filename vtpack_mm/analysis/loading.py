@@ -26,6 +26,14 @@ def sample_photos():
     return {name: getattr(data, name)()[..., :3] for name in SAMPLE_PHOTOS}
 
 
+def write_sample_photos(folder: str) -> str:
+    """scikit-image's bundled photos written as PNG files into ``folder``; returns it."""
+    import mmcv
+    for name, rgb in sample_photos().items():
+        mmcv.imwrite(rgb[..., ::-1], osp.join(folder, f'{name}.png'))
+    return folder
+
+
 def load_config(config) -> Config:
     if isinstance(config, Config):
         return config
@@ -125,5 +133,28 @@ def load_images(paths: Sequence[str], cfg, size: Optional[Sequence[int]] = None,
     return (out, rgb) if with_rgb else out
 
 
+def shaped_inputs(model, shape: Sequence[int],
+                  images: Optional[str] = None) -> List[torch.Tensor]:
+    """Normalised (1, 3, H', W') inputs for a fixed-size graph: the sample photos (or up to
+    four ``images``) resized to ``shape`` = (H, W), then one noise image packed by the
+    config's own pipeline. H' x W' is H x W padded as the data preprocessor pads (e.g. to
+    multiples of 32); the photos are padded with zeros, as it pads them."""
+    import tempfile
+
+    import torch.nn.functional as F
+
+    from .flops import shape_inputs
+    size = (int(shape[0]), int(shape[1]))
+    noise = shape_inputs(model, *size)[0]
+    if images:
+        photos = load_images(image_paths(images, len(SAMPLE_PHOTOS)), model.cfg, size)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            photos = load_images(image_paths(write_sample_photos(tmp)), model.cfg, size)
+    ph, pw = noise.shape[-2:]
+    return [F.pad(x, (0, pw - x.shape[-1], 0, ph - x.shape[-2])) for x in photos] + [noise]
+
+
 __all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',
-           'IMAGENET_NORM', 'SAMPLE_PHOTOS', 'sample_photos']
+           'IMAGENET_NORM', 'SAMPLE_PHOTOS', 'sample_photos', 'shaped_inputs',
+           'write_sample_photos']
