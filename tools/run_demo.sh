@@ -64,6 +64,6 @@ for seed in $SEEDS; do
 done
 
 echo "[demo] evaluating, sweeping the budget knob, publishing, writing the report"
-$PY tools/misc/demo_report.py "$WORK" --out "$WORK/report"
+$PY tools/misc/demo_report.py "$WORK" --out-dir "$WORK/report"
 echo
 echo "[demo] report: $ROOT/$WORK/report (summary.md, summary.json, knob.png, gates.png, beta_curve.png, metafile.yml)"

@@ -14,7 +14,9 @@ def test_benchmark_onnx_reports_its_measurements(tmp_path):
     runpy.run_path(TOOL)['main']([CONFIG, '--shape', '96', '128', '--warmup', '0',
                                    '--repeats', '2', '--threads', '1', '--out', str(out)])
     r = json.loads(out.read_text())
-    assert r['largest_difference'] < 1e-4
+    assert r['largest_difference'] == max(r['differences']) < 1e-4
+    assert len(r['router_margins']) == len(r['differences']) == 5
+    assert min(r['router_margins']) > 0
     assert abs(r['beta'] - 0.5) < 0.05
     assert r['flops_ideal_speedup'] == r['flops_static'] / r['flops_dynamic']
     t = r['times']

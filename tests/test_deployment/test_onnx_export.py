@@ -15,6 +15,7 @@ BACKBONES = dict(
 
 
 def routed(name, granularities=(1, 2, 4)):
+    torch.manual_seed(0)  # fixed weights: no input of these tests has a near-tied router
     cls, kw = BACKBONES[name]
     model = cls(**kw, dge_cfg=dict(granularities=granularities))
     model.init_weights()
@@ -83,3 +84,24 @@ def test_export_errors_name_the_problem(tmp_path):
     with pytest.raises(TypeError, match='only tensors'):
         export_onnx(model, torch.zeros(1, 3, 64, 64), str(tmp_path / 'b.onnx'),
                     fn=lambda x: dict(feats=model(x), name='not a tensor'))
+
+
+def test_router_margins_are_the_smallest_top_two_gap():
+    from vtpack_mm.deployment import router_margins
+    model = routed('PVT')
+    x = torch.randn(1, 3, 64, 96)
+    gaps = []
+    hooks = [m.router.register_forward_hook(
+        lambda mod, i, o: gaps.append((o.topk(2, -1).values[..., 0] -
+                                       o.topk(2, -1).values[..., 1]).min().item()))
+        for m in model.dge_modules()]
+    with torch.no_grad(), router_margins(model) as margins:
+        model(x)
+        for m in model.dge_modules():  # equal logits everywhere: a tie in every region
+            m.router.gate.weight.data.zero_()
+            m.router.gate.bias.data.zero_()
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert margins[0] == min(gaps[:len(model.dge_modules())]) > 0
+    assert margins[1] == 0

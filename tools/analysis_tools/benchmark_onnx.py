@@ -32,7 +32,8 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 randomize_routers)
 from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.analysis.loading import shaped_inputs
-from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_session, run_onnx
+from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_session, router_margins,
+                                  run_onnx)
 from vtpack_mm.dge import dge_encoders, last_complexity, vanilla_pass
 
 
@@ -72,7 +73,7 @@ def main(argv=None):
             meter = last_complexity(backbone)
             static += meter.total_static()
             dynamic += float(meter.total_dynamic())
-    worst = 0.0
+    diffs, margins = [], []
     with tempfile.TemporaryDirectory() as tmp:
         dge_file, vanilla_file = osp.join(tmp, 'dge.onnx'), osp.join(tmp, 'vanilla.onnx')
         export_onnx(backbone, inputs[-1], dge_file)
@@ -81,9 +82,13 @@ def main(argv=None):
         sessions = {name: onnx_session(f, args.threads)
                     for name, f in (('dge', dge_file), ('vanilla', vanilla_file))}
         for x in inputs:  # the exported graphs compute what PyTorch does
-            worst = max(worst, compare_onnx(sessions['dge'], backbone, x)[0])
+            with router_margins(backbone) as m:
+                d = compare_onnx(sessions['dge'], backbone, x)[0]
             with vanilla_pass(backbone):
-                worst = max(worst, compare_onnx(sessions['vanilla'], backbone, x)[0])
+                d = max(d, compare_onnx(sessions['vanilla'], backbone, x)[0])
+            diffs.append(d)
+            margins.append(m[0])
+    worst = max(diffs)
 
     def ort(name):
         return lambda: [run_onnx(sessions[name], x) for x in inputs]
@@ -113,10 +118,16 @@ def main(argv=None):
                    threads=args.threads, inputs=len(inputs), logit_shift=shift, beta=beta,
                    flops_static=static, flops_dynamic=dynamic, flops_ideal_speedup=ideal,
                    speedup=paired, ort_dge_over_torch_dge=ort_over_torch,
-                   largest_difference=worst, stats=stats, times=times)
+                   largest_difference=worst, differences=diffs, router_margins=margins,
+                   stats=stats, times=times)
     print(f'\n{osp.basename(args.config)} backbone at {H}x{W}, batch 1, {len(inputs)} inputs, '
           f'{args.threads} threads: beta {beta:.3f}, FLOPs-ideal {ideal:.2f}x; ONNX Runtime '
           f'matches PyTorch within {worst:.1e}')
+    for i, (d, m) in enumerate(zip(diffs, margins)):
+        if d > 1e-4:
+            print(f'input {i}: ONNX Runtime differs by {d:.2e}; the closest two router logits '
+                  f'of any region are {m:.1e} apart' + (' (a near-tie: that region can route '
+                                                        'differently)' if m < 1e-4 else ''))
     print(f'{"variant":>14s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s}'
           ' (median of paired ratios against the same runtime\'s vanilla)')
     for name, s in stats.items():

@@ -18,7 +18,9 @@ or the config's own ``dge_cfg.logit_shift``.
 detectors post-process proposals inside that mode and do not export without mmdeploy's
 rewrites). Without a checkpoint the routers get random weights, so that regions route
 differently. --verify runs the file in ONNX Runtime on scikit-image's photos resized to
-H x W (or --images) and on noise, and prints each input's beta and largest difference.
+H x W (or --images) and on noise, and prints each input's beta, largest difference and the
+smallest gap between two router logits (a near-tie, below float rounding, can route
+differently in ONNX Runtime than in PyTorch).
 """
 import argparse
 
@@ -28,7 +30,8 @@ from mmengine.config import DictAction
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 randomize_routers)
 from vtpack_mm.analysis.loading import shaped_inputs
-from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx_session
+from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_op_counts, onnx_session,
+                                  router_margins)
 from vtpack_mm.dge import dge_encoders, last_complexity
 
 PARTS = ('backbone', 'features', 'tensor')
@@ -88,10 +91,12 @@ def main(argv=None):
     session = onnx_session(args.out)
     worst = 0.0
     for i, x in enumerate(samples):
-        diff, shapes = compare_onnx(session, module, x, fn)
+        with router_margins(backbone) as margins:
+            diff, shapes = compare_onnx(session, module, x, fn)
         beta = last_complexity(backbone).ratio().item()
         name = 'noise' if i == len(samples) - 1 else f'image {i}'
-        print(f'{name}: beta {beta:.3f}, largest |ONNX Runtime - PyTorch| {diff:.2e}')
+        margin = f', closest router logits {margins[0]:.1e} apart' if margins else ''
+        print(f'{name}: beta {beta:.3f}, largest |ONNX Runtime - PyTorch| {diff:.2e}{margin}')
         worst = max(worst, diff)
     print(f'outputs {shapes}; largest difference over {len(samples)} inputs: {worst:.2e}')
     return worst

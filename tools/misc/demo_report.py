@@ -1,6 +1,6 @@
 """Report of the main job (tools/run_demo.sh): accuracy against complexity on the shapes data.
 
-    python tools/misc/demo_report.py WORK --out OUT [--shifts -8 -4 -2 2 4 8]
+    python tools/misc/demo_report.py WORK --out-dir OUT [--shifts -8 -4 -2 2 4 8]
 
 WORK holds one folder per seed (seed0, seed1, ...), each with the four training runs of
 run_demo.sh (vanilla, dge_scratch, retrofit, retrofit_ft). For every finished run this
@@ -190,12 +190,12 @@ def metafile(results, published):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('work', help='the demo folder (one seedN folder per seed)')
-    parser.add_argument('--out', required=True)
+    parser.add_argument('--out-dir', required=True, help='report folder')
     parser.add_argument('--shifts', type=float, nargs='+', default=[-8, -4, -2, 2, 4, 8],
                         help='budget-knob shifts swept besides 0')
     args = parser.parse_args()
     allow_runner_checkpoints()
-    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(args.out_dir, exist_ok=True)
     seeds = sorted(int(osp.basename(p)[4:]) for p in glob.glob(osp.join(args.work, 'seed*')))
     if not seeds:
         raise FileNotFoundError(f'no seed folders in {args.work}: run tools/run_demo.sh first')
@@ -212,35 +212,35 @@ def main():
                 ckpt, osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{name}_seed{seed}.pth'))
             published[(seed, name)] = pub
             print(f'[report] seed {seed} {name}: published {pub}; evaluating')
-            run = evaluate(config, pub, osp.join(args.out, 'eval', f'seed{seed}_{name}'))
+            run = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'seed{seed}_{name}'))
             run['train_seconds'] = wall_seconds(run_dir)
             run['checkpoint'] = pub
             if name == KNOB_ROW:
                 run['knob'] = [dict(shift=0.0, beta=run['beta'], metrics=run['metrics'])]
                 for shift in args.shifts:
                     print(f'[report] seed {seed} {name}: budget knob shift {shift:+g}')
-                    r = evaluate(config, pub, osp.join(args.out, 'eval', f'knob{shift:+g}'),
+                    r = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'knob{shift:+g}'),
                                  shift)
                     run['knob'].append(dict(shift=shift, beta=r['beta'], metrics=r['metrics'],
                                             dynamic_gmacs=r['dynamic_gmacs']))
                 run['knob'].sort(key=lambda p: p['shift'])
             runs[name] = run
     print('[report] untrained DGE model (same config, fresh weights)')
-    untrained = evaluate(DGE, None, osp.join(args.out, 'eval', 'untrained'))
+    untrained = evaluate(DGE, None, osp.join(args.out_dir, 'eval', 'untrained'))
     first = results[seeds[0]]
     columns, gate_legend = None, None
     if 'dge_scratch' in first:
         columns, gate_legend = gate_picture(DGE, first['dge_scratch']['checkpoint'],
-                                            osp.join(args.out, 'gates.png'))
+                                            osp.join(args.out_dir, 'gates.png'))
         rows = beta_history(osp.join(args.work, f'seed{seeds[0]}', 'dge_scratch'))
         if rows:
-            plot_beta(rows, osp.join(args.out, 'beta_curve.png'))
-    plot_knob(results, osp.join(args.out, 'knob.png'))
-    with open(osp.join(args.out, 'metafile.yml'), 'w') as f:
+            plot_beta(rows, osp.join(args.out_dir, 'beta_curve.png'))
+    plot_knob(results, osp.join(args.out_dir, 'knob.png'))
+    with open(osp.join(args.out_dir, 'metafile.yml'), 'w') as f:
         f.write(metafile(results, published))
     summary = dict(seeds=seeds, runs={str(s): r for s, r in results.items()},
                    untrained=untrained)
-    with open(osp.join(args.out, 'summary.json'), 'w') as f:
+    with open(osp.join(args.out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     write_markdown(args, seeds, results, untrained, columns, gate_legend)
 
@@ -301,7 +301,7 @@ def write_markdown(args, seeds, results, untrained, columns, gate_legend):
     if columns:
         lines += ['', f"`gates.png` (DGE from scratch, seed {seeds[0]}): columns "
                   f"{', '.join(columns)}; {gate_legend}. `beta_curve.png`: its β during training."]
-    with open(osp.join(args.out, 'summary.md'), 'w') as f:
+    with open(osp.join(args.out_dir, 'summary.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 

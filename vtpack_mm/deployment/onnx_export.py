@@ -11,11 +11,14 @@ export time.
 """
 import os
 import os.path as osp
+from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ..dge import dge_encoders
 
 OPSET = 17  # GridSample (DPVT) needs 16; 17 adds LayerNormalization
 
@@ -125,3 +128,34 @@ def onnx_op_counts(path: str) -> Dict[str, int]:
     for node in onnx.load(path, load_external_data=False).graph.node:
         counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+@contextmanager
+def router_margins(model: nn.Module):
+    """Within the block, every forward of ``model`` appends to the yielded list the smallest
+    gap between the two best logits of any region of any router (after the budget shift).
+
+    The routing is an argmax: a region whose two best logits lie within float rounding of
+    each other can take another granularity in another runtime (ONNX Runtime rounds the
+    region means differently from PyTorch), and the outputs then differ by far more than
+    rounding. The margin tells such an input from a wrong graph."""
+    margins: List[float] = []
+    per_pass: List[float] = []
+
+    def hook(module, inputs, logits):
+        if logits.shape[-1] > 1:
+            top = logits.topk(2, -1).values
+            per_pass.append(float((top[..., 0] - top[..., 1]).min()))
+
+    def outer_hook(module, inputs, output):
+        if per_pass:
+            margins.append(min(per_pass))
+            per_pass.clear()
+
+    handles = [e.router.register_forward_hook(hook) for e in dge_encoders(model)]
+    handles.append(model.register_forward_hook(outer_hook))
+    try:
+        yield margins
+    finally:
+        for h in handles:
+            h.remove()
