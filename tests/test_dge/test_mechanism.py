@@ -64,3 +64,16 @@ def test_last_complexity_is_read_through_the_backbone_of_any_model():
     vanilla = vtpack_mm.PVT(arch='tiny')
     with pytest.raises(RuntimeError, match='with DGE blocks .*found 0'):
         find_backbone(vanilla, with_dge=True)
+
+
+@torch.no_grad()
+def test_set_logit_shift_reaches_every_router_through_a_wrapper():
+    from vtpack_mm.dge import last_complexity, set_logit_shift
+    m, x = model(), torch.randn(1, 3, 64, 96)
+    wrapper = torch.nn.ModuleDict(dict(backbone=m))  # as a detector holds its backbone
+    m(x)
+    before = last_complexity(m).ratio().item()
+    set_logit_shift(wrapper, 4.0)
+    assert all(e.router.shift == 4.0 for e in dge_encoders(m))
+    m(x)
+    assert last_complexity(m).ratio().item() < before  # coarser choices: fewer queries

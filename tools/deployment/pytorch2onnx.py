@@ -32,7 +32,7 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
 from vtpack_mm.analysis.loading import shaped_inputs
 from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_op_counts, onnx_session,
                                   router_margins)
-from vtpack_mm.dge import dge_encoders, last_complexity
+from vtpack_mm.dge import dge_encoders, last_complexity, set_logit_shift
 
 PARTS = ('backbone', 'features', 'tensor')
 
@@ -72,7 +72,7 @@ def main(argv=None):
         randomize_routers(backbone)
     samples = shaped_inputs(model, args.shape, args.images)
     if args.logit_shift is not None:
-        backbone.set_logit_shift(args.logit_shift)
+        set_logit_shift(backbone, args.logit_shift)
     elif args.target_beta is not None:
         shift, beta = calibrate_logit_shift(backbone, samples, args.target_beta)
         print(f'logit shift {shift:+.3f}: beta {beta:.3f} on {len(samples)} inputs')

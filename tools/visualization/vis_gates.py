@@ -20,7 +20,7 @@ from mmengine.config import DictAction
 from mmengine.visualization import Visualizer
 
 from vtpack_mm.analysis import backbone_of, build_model, image_paths, load_images
-from vtpack_mm.dge import last_complexity
+from vtpack_mm.dge import dge_encoders, last_complexity, set_logit_shift
 from vtpack_mm.visualization import draw_gates, stage_betas
 
 
@@ -38,10 +38,10 @@ def main():
     args = parser.parse_args()
     model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
     backbone = backbone_of(model)
-    if not backbone.dge_modules():
+    if not dge_encoders(backbone):
         raise SystemExit('the backbone has no DGE blocks: there are no gates to draw')
     if args.logit_shift is not None:
-        backbone.set_logit_shift(args.logit_shift)
+        set_logit_shift(backbone, args.logit_shift)
     paths = image_paths(args.images, args.limit)
     tensors, rgbs = load_images(paths, model.cfg, args.size, with_rgb=True)
     vis = Visualizer(name='vis_gates', vis_backends=[dict(type='LocalVisBackend')],

@@ -3,7 +3,7 @@ from typing import Sequence, Tuple
 
 import torch
 
-from ..dge import last_complexity
+from ..dge import dge_encoders, last_complexity, set_logit_shift
 
 
 @torch.no_grad()
@@ -27,7 +27,7 @@ def randomize_routers(backbone, seed: int = 0):
     region's features, as a trained router's does, so that beta moves smoothly.
     """
     g = torch.Generator().manual_seed(seed)
-    for m in backbone.dge_modules():
+    for m in dge_encoders(backbone):
         w = m.router.gate.weight
         w.copy_(torch.randn(w.shape, generator=g).to(w) * 4 / w.shape[1]**0.5)
         m.router.gate.bias.zero_()
@@ -44,12 +44,12 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
     """
     if not 0.0 <= target <= 1.0:
         raise ValueError(f'target beta must be in [0, 1], got {target}')
-    if not backbone.dge_modules():
+    if not dge_encoders(backbone):
         raise RuntimeError('the backbone has no DGE blocks: nothing to calibrate')
     best = None
     for step in range(max_steps):
         mid = 0.5 * (low + high)
-        backbone.set_logit_shift(mid)
+        set_logit_shift(backbone, mid)
         beta = measure_beta(backbone, images)
         if verbose:
             print(f'calibrating: step {step + 1}/{max_steps}, shift {mid:+.3f} -> beta '
@@ -62,5 +62,5 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
             low = mid
         else:
             high = mid
-    backbone.set_logit_shift(best[0])
+    set_logit_shift(backbone, best[0])
     return best

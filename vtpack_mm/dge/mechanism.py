@@ -75,6 +75,14 @@ def dge_encoders(model: nn.Module) -> List[DynamicGrainedEncoder]:
     return [m for m in model.modules() if isinstance(m, DynamicGrainedEncoder)]
 
 
+def set_logit_shift(model: nn.Module, shift: float) -> None:
+    """Set the budget knob of every DGE router in ``model`` (a backbone, a whole model or a
+    wrapper): ``shift * (1 - 1/phi^2)`` is added to the logits, so > 0 trades accuracy
+    for speed and < 0 the reverse (``dge_cfg.logit_shift`` in a config)."""
+    for e in dge_encoders(model):
+        e.router.shift = float(shift)
+
+
 @contextmanager
 def vanilla_pass(model: nn.Module):
     """Inside the block, every DGE block of ``model`` runs as its vanilla block (every

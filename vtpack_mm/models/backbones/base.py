@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders
+from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders, set_logit_shift
 from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
                          unwrap_checkpoint)
 
@@ -122,9 +122,8 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return dge_encoders(self)
 
     def set_logit_shift(self, shift: float):
-        """Set the budget knob of every DGE router (see ``dge_cfg.logit_shift``)."""
-        for m in self.dge_modules():
-            m.router.shift = float(shift)
+        """Set the budget knob of every DGE router (:func:`vtpack_mm.dge.set_logit_shift`)."""
+        set_logit_shift(self, shift)
 
     # --- weights -------------------------------------------------------------------------
     def init_weights(self):
