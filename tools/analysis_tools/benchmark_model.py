@@ -34,7 +34,8 @@ from mmengine.config import DictAction
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift, image_paths,
                                 measure_beta, randomize_routers)
 from vtpack_mm.analysis.flops import model_flops, test_inputs
-from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
+                                        time_variants)
 from vtpack_mm.analysis.loading import write_sample_photos
 from vtpack_mm.dge import vanilla_pass
 
@@ -125,7 +126,7 @@ def main(argv=None):
     print(f'{"variant":>16s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s}'
           ' (median of paired ratios against its vanilla)')
     for name, s in stats.items():
-        print(f'{name:>16s} {s["median"]:9.3f} {s["q1"]:7.3f}..{s["q3"]:<7.3f} '
+        print(f'{name:>16s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x')
     print(f'outside the backbone: vanilla {rest["vanilla"]:.3f} s, DGE {rest["dge"]:.3f} s')
     if args.out:

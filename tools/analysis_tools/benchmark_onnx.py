@@ -30,7 +30,8 @@ from mmengine.config import DictAction
 
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 randomize_routers)
-from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
+                                        time_variants)
 from vtpack_mm.analysis.loading import shaped_inputs
 from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_session, router_margins,
                                   run_onnx)
@@ -131,7 +132,7 @@ def main(argv=None):
     print(f'{"variant":>14s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s}'
           ' (median of paired ratios against the same runtime\'s vanilla)')
     for name, s in stats.items():
-        print(f'{name:>14s} {s["median"]:9.3f} {s["q1"]:7.3f}..{s["q3"]:<7.3f} '
+        print(f'{name:>14s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x')
     print(f'ort-dge is {ort_over_torch:.2f}x the speed of torch-dge; ort-dge reaches '
           f'{paired["ort-dge"] / ideal:.0%} of the FLOPs-ideal speed-up')

@@ -32,7 +32,8 @@ import torch
 import vtpack_mm
 from vtpack_mm.analysis import calibrate_logit_shift, randomize_routers
 from vtpack_mm.analysis.flops import count_flops
-from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
+from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
+                                        time_variants)
 from vtpack_mm.dge import budget_loss, last_complexity
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
@@ -167,7 +168,7 @@ def main(argv=None):
     for name in VARIANTS:
         s = stats[name]
         mem = f'{memory[name]:9.0f}' if memory else f'{"-":>9s}'
-        print(f'{name:>8s} {s["median"]:9.3f} {s["q1"]:7.3f}..{s["q3"]:<7.3f} '
+        print(f'{name:>8s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x {floor[name]:10.2f}x {paired[name] / floor[name]:8.1%} '
               + mem)
     if args.out:

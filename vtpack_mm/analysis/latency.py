@@ -62,3 +62,9 @@ def paired_speedups(times: Dict[str, List[float]], base: str) -> Dict[str, float
     (so drifts of the machine cancel out)."""
     return {name: statistics.median(b / v for b, v in zip(times[base], ts))
             for name, ts in times.items()}
+
+
+def stats_cells(s: Dict[str, float], scale: float = 1.0) -> str:
+    """A :func:`summarize` result as table cells: the median and the q1..q3 range, times
+    ``scale`` (e.g. 1e3 for milliseconds)."""
+    return f'{s["median"] * scale:9.3f} {s["q1"] * scale:7.3f}..{s["q3"] * scale:<7.3f}'

@@ -157,6 +157,12 @@ class RegionGeometry:
             0, flat, self.patch_valid.float()).view(R, K)
 
     @property
+    def pool_sides(self) -> Tuple[int, ...]:
+        """The positive granularities, in the order of ``levels`` (and of the table of patch
+        means, ``patch_table_row``)."""
+        return tuple(lv['phi'] for lv in self.levels)
+
+    @property
     def has_skip(self) -> bool:
         return 0 in self.granularities
 

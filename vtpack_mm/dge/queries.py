@@ -144,15 +144,18 @@ class GrainedQueries(QueryLayout):
         self.token_gate = token_gate
         self.region_choice = region_choice
         self.has_dump = has_dump
-        self._meta = None
+        self._meta = self._rows = None
 
     @property
     def pool_sides(self) -> Tuple[int, ...]:
-        return tuple(lv['phi'] for lv in self.chosen.geo.levels)
+        return self.chosen.geo.pool_sides
 
     def table_rows(self) -> Tensor:
         """(T,) row of every query in the table of patch means (see
-        :class:`vtpack_mm.ops.GrainedIndex`)."""
+        :class:`vtpack_mm.ops.GrainedIndex`); computed once per layout (pooling the tokens
+        and, for DPVT, the reference points use it)."""
+        if self._rows is not None:
+            return self._rows
         geo, image, patch, dest, _ = self.chosen
         E, B = self.num_extra, self.batch_size
         size = E + geo.table_size
@@ -162,6 +165,7 @@ class GrainedQueries(QueryLayout):
             extra = torch.arange(B, device=image.device).repeat_interleave(E) * size + \
                 torch.arange(E, device=image.device).repeat(B)
             rows.index_copy_(0, self.extra_dest, extra)
+        self._rows = rows
         return rows
 
     def meta(self) -> Tensor:
@@ -309,12 +313,11 @@ class TracedQueries(QueryLayout):
 
     def __init__(self, geo: RegionGeometry, rows: Tensor, token_to_query: Tensor,
                  num_extra: int):
-        self.geo = geo
         self.hw = geo.hw
         self.rows = rows
         self.token_to_query = token_to_query.view(1, 1, -1)
         self.num_extra = num_extra
-        self.pool_sides = tuple(lv['phi'] for lv in geo.levels)
+        self.pool_sides = geo.pool_sides
 
     @property
     def lengths(self):
