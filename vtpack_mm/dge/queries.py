@@ -144,7 +144,7 @@ class GrainedQueries(QueryLayout):
         self.token_gate = token_gate
         self.region_choice = region_choice
         self.has_dump = has_dump
-        self._meta = self._rows = None
+        self._meta = None
 
     @property
     def pool_sides(self) -> Tuple[int, ...]:
@@ -152,10 +152,9 @@ class GrainedQueries(QueryLayout):
 
     def table_rows(self) -> Tensor:
         """(T,) row of every query in the table of patch means (see
-        :class:`vtpack_mm.ops.GrainedIndex`); computed once per layout (pooling the tokens
-        and, for DPVT, the reference points use it)."""
-        if self._rows is not None:
-            return self._rows
+        :class:`vtpack_mm.ops.GrainedIndex`). Not cached: a layout built under inference
+        mode may be pooled again with autograd on (benchmark_ops does), and the gather
+        saves its index for the backward pass."""
         geo, image, patch, dest, _ = self.chosen
         E, B = self.num_extra, self.batch_size
         size = E + geo.table_size
@@ -165,7 +164,6 @@ class GrainedQueries(QueryLayout):
             extra = torch.arange(B, device=image.device).repeat_interleave(E) * size + \
                 torch.arange(E, device=image.device).repeat(B)
             rows.index_copy_(0, self.extra_dest, extra)
-        self._rows = rows
         return rows
 
     def meta(self) -> Tensor:
