@@ -8,6 +8,7 @@ import torch
 from vtpack_mm.dge import DynamicGrainedEncoder
 from vtpack_mm.dge.router import gumbel_decision, region_mean
 from vtpack_mm.models.layers import EncoderLayer
+from vtpack_mm.ops import patch_means
 
 SIZES = [(33, 45), (100, 152), (4, 4)]
 
@@ -31,6 +32,29 @@ def test_region_means_average_valid_tokens_only(hw, region_size):
     expected = torch.stack(expected, 1)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('hw', SIZES + [(7, 12)])
+@pytest.mark.parametrize('sides', [(1, 2, 4), (2, 4, 8), (3, 6), (1, 3, 2)])
+def test_patch_means_average_valid_positions_eager_and_traced(hw, sides):
+    """Both lowerings of patch_means: avg_pool2d in eager mode, sums of slices (each side
+    from a smaller side that divides it) while a tracer runs (ONNX export)."""
+    H, W = hw
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randn(2, H * W, 5, dtype=torch.float64, generator=g)
+    grid = tokens.view(2, H, W, 5)
+
+    def means(t):
+        return tuple(patch_means(t.view(2, H, W, 5), sides))
+
+    traced = torch.jit.trace(means, (tokens, ), check_trace=False)
+    for got in (means(tokens), traced(tokens)):
+        for s, m in zip(sides, got):
+            expected = torch.stack([torch.stack([
+                grid[:, y:y + s, x:x + s].reshape(2, -1, 5).mean(1)
+                for x in range(0, W, s)], 1) for y in range(0, H, s)], 1)
+            assert m.shape == expected.shape
+            torch.testing.assert_close(m, expected, rtol=1e-12, atol=1e-12)
 
 
 def patch_centroids(hw, S, choice_row, phis):

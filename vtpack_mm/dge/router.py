@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..ops import patch_means
 from .geometry import RegionGeometry
 
 
@@ -15,10 +16,8 @@ def region_mean(tokens: Tensor, geo: RegionGeometry) -> Tensor:
     if geo.num_regions == 1:
         return tokens.mean(1, keepdim=True)
     H, W = geo.hw
-    fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)  # channels-last view
-    # ceil_mode: a region cut by the map's border averages its valid positions only
-    pooled = F.avg_pool2d(fmap, geo.region_hw, geo.region_hw, ceil_mode=True)
-    return pooled.permute(0, 2, 3, 1).reshape(B, geo.num_regions, C)
+    means = patch_means(tokens.reshape(B, H, W, C), [geo.region_hw[0]])[0]
+    return means.reshape(B, geo.num_regions, C)
 
 
 def finest_index(granularities: Sequence[int]) -> int:

@@ -12,7 +12,7 @@ granularity phi and branch (phi = 0: an extra token, whose index is in the row c
 ``t2q`` (K, B, N) is the query every token takes its delta from, per branch; a value
 outside [0, T) means none.
 """
-from typing import Optional, Protocol, Tuple
+from typing import List, Optional, Protocol, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -51,22 +51,65 @@ class GrainedIndex(Protocol):
         ``pool_sides`` in turn (row-major), images one after the other."""
 
 
+def _sum_blocks(fmap: Tensor, f: int) -> Tensor:
+    """(B, h, w, C) -> (B, ceil(h / f), ceil(w / f), C): sums of f x f blocks, the map
+    zero-padded bottom-right; slices and adds on the token layout."""
+    B, h, w, C = fmap.shape
+    ph, pw = -h % f, -w % f
+    if ph or pw:
+        fmap = F.pad(fmap, (0, 0, 0, pw, 0, ph))
+    v = fmap.reshape(B, (h + ph) // f, f, (w + pw) // f, f, C)
+    rows = v[:, :, 0]
+    for i in range(1, f):
+        rows = rows + v[:, :, i]
+    out = rows[:, :, :, 0]
+    for i in range(1, f):
+        out = out + rows[:, :, :, i]
+    return out
+
+
+def _valid_counts(hw: Tuple[int, int], side: int, like: Tensor) -> Tensor:
+    """(ceil(H / side), ceil(W / side), 1): valid positions in every side x side patch
+    (a constant of the map size)."""
+    H, W = hw
+    rows = [min(side, H - i) for i in range(0, H, side)]
+    cols = [min(side, W - j) for j in range(0, W, side)]
+    return like.new_tensor([[float(r * c) for c in cols] for r in rows]).unsqueeze(-1)
+
+
+def patch_means(fmap: Tensor, sides: Sequence[int]) -> List[Tensor]:
+    """The ``side x side`` patch means of a (B, H, W, C) map (any strides; a view of
+    (B, H*W, C) tokens), one (B, ceil(H / side), ceil(W / side), C) map per side. A patch
+    cut by the map's border averages its valid positions only.
+
+    Two lowerings of the same means. Eager: ``avg_pool2d`` (``ceil_mode``) on the
+    channels-last view, which reads the tokens in place. Traced (ONNX export): sums of
+    slices on the token layout, each side from the sums of the largest smaller side that
+    divides it, divided by the valid counts; ONNX Runtime's AveragePool would need the map
+    transposed to NCHW and is several times slower (``docs/benchmarks.md``).
+    """
+    B, H, W, C = fmap.shape
+    if not torch.jit.is_tracing():
+        nchw = fmap.permute(0, 3, 1, 2)
+        return [fmap if s == 1 else
+                F.avg_pool2d(nchw, s, s, ceil_mode=True).permute(0, 2, 3, 1) for s in sides]
+    sums = {1: fmap}
+    for s in sorted(set(sides)):
+        if s not in sums:
+            base = max(b for b in sums if s % b == 0)
+            sums[s] = _sum_blocks(sums[base], s // base)
+    return [sums[s] if s == 1 else sums[s] / _valid_counts((H, W), s, fmap) for s in sides]
+
+
 def grained_pool_reference(x: Tensor, index: GrainedIndex) -> Tensor:
-    """(B, N, C) -> (T, C) in PyTorch: a table of every patch mean (one ``avg_pool2d`` per
-    granularity; ``ceil_mode``: a patch cut by the map's border averages its valid
-    positions only), then one gather of the queries' rows. Tensor operations only, so a
-    tracer records it whole (ONNX export)."""
+    """(B, N, C) -> (T, C) in PyTorch: a table of every patch mean (:func:`patch_means`),
+    then one gather of the queries' rows. Tensor operations only, so a tracer records it
+    whole (ONNX export)."""
     B, N, C = x.shape
     H, W = index.hw
     E = index.num_extra
-    tokens = x[:, E:]
-    table = [x[:, :E]]
-    for phi in index.pool_sides:
-        if phi == 1:
-            table.append(tokens)
-        else:  # on a channels-last view of the map: no copy
-            fmap = tokens.reshape(B, H, W, C).permute(0, 3, 1, 2)
-            table.append(F.avg_pool2d(fmap, phi, phi, ceil_mode=True).flatten(2).transpose(1, 2))
+    fmap = x[:, E:].reshape(B, H, W, C)
+    table = [x[:, :E]] + [m.reshape(B, -1, C) for m in patch_means(fmap, index.pool_sides)]
     return torch.cat(table, 1).reshape(-1, C).index_select(0, index.table_rows())
 
 
