@@ -8,7 +8,7 @@ import torch
 from vtpack_mm.dge import DynamicGrainedEncoder
 from vtpack_mm.dge.router import gumbel_decision, region_mean
 from vtpack_mm.models.layers import EncoderLayer
-from vtpack_mm.ops import patch_means
+from vtpack_mm.ops import patch_mean_table, patch_means
 
 SIZES = [(33, 45), (100, 152), (4, 4)]
 
@@ -55,6 +55,20 @@ def test_patch_means_average_valid_positions_eager_and_traced(hw, sides):
                 for x in range(0, W, s)], 1) for y in range(0, H, s)], 1)
             assert m.shape == expected.shape
             torch.testing.assert_close(m, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('hw', SIZES)
+@pytest.mark.parametrize('region_size', [4, 8, 'layer'])
+def test_region_means_read_from_the_patch_table_equal_their_own_pooling(hw, region_size):
+    # the export reads the router's region means from the table of patch means when the
+    # region side is a granularity; elsewhere it pools them itself
+    H, W = hw
+    enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=region_size)
+    geo = enc.geometry(hw, 'cpu')
+    x = torch.randn(2, 1 + H * W, 6, dtype=torch.float64)
+    table = patch_mean_table(x, hw, 1, geo.pool_sides)
+    got = enc._region_feats(x, geo, 1, table)
+    torch.testing.assert_close(got, region_mean(x[:, 1:], geo), rtol=1e-12, atol=1e-12)
 
 
 def patch_centroids(hw, S, choice_row, phis):

@@ -6,6 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
+from ..ops import patch_mean_table
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, QueryLayout, dense_queries, sparse_queries,
                       traced_queries)
@@ -124,7 +125,11 @@ class DynamicGrainedEncoder(BaseModule):
         if E < 0:
             raise ValueError(f'{N} tokens cannot hold a {H}x{W} map')
         geo = self.geometry(hw, x.device)
-        logits = self.router(region_mean(x[:, E:], geo))  # (B, R, K)
+        traced = torch.jit.is_tracing() and not self.training
+        # export: one table of patch means feeds the router (its region means are the
+        # patch means of side S where S is a granularity) and the pooling
+        table = patch_mean_table(x, hw, E, geo.pool_sides) if traced else None
+        logits = self.router(self._region_feats(x, geo, E, table))  # (B, R, K)
         override = self._override(B, geo.num_regions, x.device)
         if self.training:
             choice, gate = gumbel_decision(logits, self.gumbel_tau, override)
@@ -136,8 +141,8 @@ class DynamicGrainedEncoder(BaseModule):
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
             return self._routing(queries, choice, num_queries, geo, True)
         choice = logits.argmax(-1) if override is None else override
-        if torch.jit.is_tracing():  # export: the routing stays in the graph
-            queries = traced_queries(geo, choice, E)
+        if traced:  # export: the routing stays in the graph
+            queries = traced_queries(geo, choice, E, table, x)
             return self._routing(queries, choice, queries.num_queries_tensor(), geo, True)
         if self._finest_is_identity and bool((choice == self._finest).all()):
             # every region at phi = 1: the queries are the tokens, no pooling needed
@@ -145,6 +150,15 @@ class DynamicGrainedEncoder(BaseModule):
                                  geo, False)
         queries = sparse_queries(geo, choice, E)
         return self._routing(queries, choice, x.new_tensor(queries.lengths), geo, True)
+
+    @staticmethod
+    def _region_feats(x: Tensor, geo, num_extra: int, table: Optional[Tensor]) -> Tensor:
+        """(B, R, C) mean of every region's valid tokens; read from ``table`` (the patch
+        mean table of ``x``) where the region side is one of its granularities."""
+        rows = geo.table_rows_of(geo.region_hw[0]) if table is not None else None
+        if rows is None or geo.num_regions == 1:
+            return region_mean(x[:, num_extra:], geo)
+        return table[:, num_extra + rows.start:num_extra + rows.stop]
 
     def _routing(self, queries, choice, num_queries, geo, pooled: bool) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)

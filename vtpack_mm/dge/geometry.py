@@ -5,7 +5,7 @@ size, so it is computed once per shape and device and cached.
 """
 import math
 from functools import reduce
-from typing import Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -161,6 +161,17 @@ class RegionGeometry:
         """The positive granularities, in the order of ``levels`` (and of the table of patch
         means, ``patch_table_row``)."""
         return tuple(lv['phi'] for lv in self.levels)
+
+    def table_rows_of(self, side: int) -> Optional[slice]:
+        """The rows of the ``side x side`` patch means in one image's table (after its
+        extra tokens), or None where ``side`` is not a granularity."""
+        start = 0
+        for lv in self.levels:
+            vh, vw = lv['valid_hw']
+            if lv['phi'] == side:
+                return slice(start, start + vh * vw)
+            start += vh * vw
+        return None
 
     @property
     def has_skip(self) -> bool:

@@ -303,6 +303,10 @@ class TracedQueries(QueryLayout):
         rows: (E + T,) row of each query in the table of patch means (extra tokens first).
         token_to_query: (E + H*W,) query of every token (E + T, a zero row: skipped region).
         num_extra: E.
+        table: the table of patch means (:func:`vtpack_mm.ops.patch_mean_table`) of
+            ``source``, the tokens that were routed, or None: pooling ``source`` gathers from
+            it instead of averaging the map again (the router read its region means from
+            the same table).
     """
     batch_size = 1
     uniform = True
@@ -310,12 +314,14 @@ class TracedQueries(QueryLayout):
     has_dump = True
 
     def __init__(self, geo: RegionGeometry, rows: Tensor, token_to_query: Tensor,
-                 num_extra: int):
+                 num_extra: int, table: Optional[Tensor] = None,
+                 source: Optional[Tensor] = None):
         self.hw = geo.hw
         self.rows = rows
         self.token_to_query = token_to_query.view(1, 1, -1)
         self.num_extra = num_extra
         self.pool_sides = geo.pool_sides
+        self.table, self.source = table, source
 
     @property
     def lengths(self):
@@ -332,7 +338,7 @@ class TracedQueries(QueryLayout):
 
     def pool(self, x: Tensor) -> Tensor:
         """(1, N, C) tokens -> (E + T, C) queries."""
-        return grained_pool_reference(x, self)
+        return grained_pool_reference(x, self, self.table if x is self.source else None)
 
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
         """x + the delta of each token's query: (1, N, C), (E + T, C) -> (1, N, C)."""
@@ -347,13 +353,16 @@ class TracedQueries(QueryLayout):
         return torch.ones_like(self.rows, dtype=torch.float32).sum().view(1)
 
 
-def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int) -> TracedQueries:
+def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
+                   table: Optional[Tensor] = None,
+                   source: Optional[Tensor] = None) -> TracedQueries:
     """:class:`TracedQueries` of the chosen granularity of every region of one image.
 
     Args:
         geo: the map's geometry.
         choice: (1, R) long, the granularity index chosen for each region.
         num_extra: E extra tokens (queries of their own, first).
+        table, source: the table of patch means of the routed tokens ``source``, if made.
     """
     if choice.shape[0] != 1:
         raise ValueError(f'traced queries take one image; got a batch of {choice.shape[0]} '
@@ -370,4 +379,4 @@ def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int) -> Trace
     t2q = rank.index_select(0, pid.clamp(min=0))
     if geo.has_skip:  # the dump row after the last query
         t2q = torch.where(pid < 0, rank[-1:] + 1, t2q)
-    return TracedQueries(geo, rows, torch.cat([extra, t2q]), E)
+    return TracedQueries(geo, rows, torch.cat([extra, t2q]), E, table, source)

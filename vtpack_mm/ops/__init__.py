@@ -7,11 +7,13 @@ from .ext import (device_kind, has_kernel, take_cuda_branches, use_kernels,
                   use_triton_on_cpu)
 from .grained import (GrainedIndex, grained_pool, grained_pool_kernel,
                       grained_pool_reference, grained_unpool, grained_unpool_kernel,
-                      grained_unpool_reference, patch_counts, patch_means)
+                      grained_unpool_reference, patch_counts, patch_mean_table,
+                      patch_means)
 
 __all__ = [
     'deform_point_attn', 'deform_point_attn_reference', 'grained_pool', 'grained_unpool',
     'grained_pool_kernel', 'grained_unpool_kernel', 'grained_pool_reference',
-    'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'pad_index', 'patch_counts', 'patch_means',
-    'use_kernels', 'use_triton_on_cpu', 'device_kind', 'take_cuda_branches'
+    'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'pad_index', 'patch_counts',
+    'patch_means', 'patch_mean_table', 'use_kernels', 'use_triton_on_cpu', 'device_kind',
+    'take_cuda_branches'
 ]

@@ -101,16 +101,26 @@ def patch_means(fmap: Tensor, sides: Sequence[int]) -> List[Tensor]:
     return [sums[s] if s == 1 else sums[s] / _valid_counts((H, W), s, fmap) for s in sides]
 
 
-def grained_pool_reference(x: Tensor, index: GrainedIndex) -> Tensor:
-    """(B, N, C) -> (T, C) in PyTorch: a table of every patch mean (:func:`patch_means`),
-    then one gather of the queries' rows. Tensor operations only, so a tracer records it
-    whole (ONNX export)."""
+def patch_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
+                     sides: Sequence[int]) -> Tensor:
+    """(B, E + H*W, C) tokens -> (B, E + rows, C): per image its E extra tokens, then the
+    patch means (:func:`patch_means`) of each side in turn, row-major."""
     B, N, C = x.shape
-    H, W = index.hw
-    E = index.num_extra
-    fmap = x[:, E:].reshape(B, H, W, C)
-    table = [x[:, :E]] + [m.reshape(B, -1, C) for m in patch_means(fmap, index.pool_sides)]
-    return torch.cat(table, 1).reshape(-1, C).index_select(0, index.table_rows())
+    H, W = hw
+    E = num_extra
+    means = patch_means(x[:, E:].reshape(B, H, W, C), sides)
+    return torch.cat([x[:, :E]] + [m.reshape(B, -1, C) for m in means], 1)
+
+
+def grained_pool_reference(x: Tensor, index: GrainedIndex,
+                           table: Optional[Tensor] = None) -> Tensor:
+    """(B, N, C) -> (T, C) in PyTorch: the table of every patch mean
+    (:func:`patch_mean_table`; or ``table``, made from ``x`` earlier), then one gather of
+    the queries' rows. Tensor operations only, so a tracer records it whole (ONNX
+    export)."""
+    if table is None:
+        table = patch_mean_table(x, index.hw, index.num_extra, index.pool_sides)
+    return table.reshape(-1, x.shape[-1]).index_select(0, index.table_rows())
 
 
 def grained_unpool_reference(x: Tensor, delta: Tensor, index: GrainedIndex) -> Tensor:
