@@ -177,4 +177,7 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
         assert res['flops_floor_speedup'][name] == floor
         assert res['peak_memory_growth_mib'][name] > 0
     assert res['flops_floor_speedup']['dense'] < 1.0 < res['flops_floor_speedup']['sparse']
+    # dense mode keeps the activations of every granularity, sparse mode of the chosen one
+    saved = res['saved_activations_mib']
+    assert saved['sparse'] < saved['vanilla'] < saved['dense']
     assert 0.0 < res['train_beta']['sparse'] < 1.0

@@ -15,6 +15,9 @@ FLOPs floor: mmengine's count of each variant's training forward as it runs (den
 computes every granularity of every region, sparse mode the chosen one), divided into the
 vanilla count: the speed-up the step would have if time followed FLOPs. A backward pass
 costs about twice its forward, so the ratio holds for the whole step.
+Saved activations: the bytes autograd keeps for the backward pass of one step's forward
+(each storage once; parameters left out), an exact count
+(:func:`vtpack_mm.analysis.saved_for_backward`).
 Peak memory: each variant runs in a process of its own; after one step (which creates the
 optimizer's moments), the growth of its peak resident set (VmHWM) over a few more steps
 above its resident set before them: activations, gradients and workspace. glibc's mmap
@@ -30,7 +33,8 @@ import sys
 import torch
 
 import vtpack_mm
-from vtpack_mm.analysis import calibrate_logit_shift, randomize_routers
+from vtpack_mm.analysis import (calibrate_logit_shift, randomize_routers,
+                                saved_for_backward)
 from vtpack_mm.analysis.flops import count_flops
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
@@ -82,16 +86,20 @@ def build(args):
     return models, x, shift
 
 
+def loss_of(model, x, target):
+    """The benchmark's loss: the outputs' mean, plus the budget loss for DGE."""
+    loss = sum(o.float().mean() for o in model(x))
+    if model.dge_modules():
+        loss = loss + budget_loss(last_complexity(model).ratio(), target)
+    return loss
+
+
 def stepper(model, x, target):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
-    dge = bool(model.dge_modules())
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss = sum(o.float().mean() for o in model(x))
-        if dge:
-            loss = loss + budget_loss(last_complexity(model).ratio(), target)
-        loss.backward()
+        loss_of(model, x, target).backward()
         opt.step()
     return step
 
@@ -145,6 +153,11 @@ def main(argv=None):
         torch.manual_seed(2)
         with torch.no_grad():
             flops[name] = count_flops(m, (x, ))
+    saved = {}  # activation memory, counted exactly (the peak RSS below is the allocator's)
+    for name, m in models.items():
+        torch.manual_seed(2)
+        saved[name] = saved_for_backward(lambda: loss_of(m, x, args.target_beta),
+                                         exclude=[*m.parameters(), *m.buffers()]) / 2**20
     steps = {name: stepper(m, x, args.target_beta) for name, m in models.items()}
     times = time_variants(steps, args.warmup, args.repeats, grad=True, progress=True)
     betas = {}
@@ -159,18 +172,19 @@ def main(argv=None):
                    threads=torch.get_num_threads(), model=args.model, arch=args.arch,
                    size=args.size, batch=args.batch, logit_shift=shift, train_beta=betas,
                    forward_flops=flops, flops_floor_speedup=floor, speedup=paired,
-                   peak_memory_growth_mib=memory, stats=stats, times=times)
+                   peak_memory_growth_mib=memory, saved_activations_mib=saved, stats=stats,
+                   times=times)
     print(f'\n{args.model}-{args.arch} training step, batch {args.batch} at '
           f'{args.size[0]}x{args.size[1]}, {torch.get_num_threads()} threads; training beta '
           + ', '.join(f'{k} {v:.3f}' for k, v in betas.items()))
     print(f'{"variant":>8s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s} '
-          f'{"FLOPs floor":>11s} {"of floor":>9s} {"peak MiB":>9s}')
+          f'{"FLOPs floor":>11s} {"of floor":>9s} {"peak MiB":>9s} {"saved MiB":>10s}')
     for name in VARIANTS:
         s = stats[name]
         mem = f'{memory[name]:9.0f}' if memory else f'{"-":>9s}'
         print(f'{name:>8s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x {floor[name]:10.2f}x {paired[name] / floor[name]:8.1%} '
-              + mem)
+              f'{mem} {saved[name]:6.0f} ({saved[name] / saved["vanilla"]:.2f}x)')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
