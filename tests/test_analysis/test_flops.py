@@ -167,7 +167,8 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
     in a process per variant."""
     import statistics
     run_tool('--arch', 'tiny', '--size', 64, 64, '--batch', 2, '--warmup', 0, '--repeats', 2,
-             '--memory-steps', 1, '--out', tmp_path / 't.json', tool='benchmark_train.py')
+             '--memory-steps', 1, '--profile', '--out', tmp_path / 't.json',
+             tool='benchmark_train.py')
     res = json.loads((tmp_path / 't.json').read_text())
     for name in ('vanilla', 'dense', 'sparse'):
         ratio = statistics.median(b / v for b, v in zip(res['times']['vanilla'],
@@ -180,4 +181,9 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
     # dense mode keeps the activations of every granularity, sparse mode of the chosen one
     saved = res['saved_activations_mib']
     assert saved['sparse'] < saved['vanilla'] < saved['dense']
+    # the profile names the phases of a step, and only DGE variants run DGE's own ops
+    prof = res['profile']
+    assert prof['vanilla']['dge_own_ms'] == 0 < prof['dense']['dge_own_ms']
+    for name in ('vanilla', 'dense', 'sparse'):
+        assert all(prof[name]['phase_ms'][p] > 0 for p in ('forward', 'backward', 'optimizer'))
     assert 0.0 < res['train_beta']['sparse'] < 1.0

@@ -11,8 +11,8 @@ CONFIG = osp.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_sh
 
 def test_benchmark_onnx_reports_its_measurements(tmp_path):
     out = tmp_path / 'r.json'
-    runpy.run_path(TOOL)['main']([CONFIG, '--shape', '96', '128', '--warmup', '0',
-                                   '--repeats', '2', '--threads', '1', '--out', str(out)])
+    runpy.run_path(TOOL)['main']([CONFIG, '--shape', '96', '128', '--warmup', '0', '--repeats',
+                                  '2', '--threads', '1', '--profile', '--out', str(out)])
     r = json.loads(out.read_text())
     assert r['largest_difference'] == max(r['differences']) < 1e-4
     assert len(r['router_margins']) == len(r['differences']) == 5
@@ -26,3 +26,10 @@ def test_benchmark_onnx_reports_its_measurements(tmp_path):
         assert r['speedup'][f'{runtime}-vanilla'] == 1.0
     assert r['ort_dge_over_torch_dge'] == statistics.median(
         a / b for a, b in zip(t['torch-dge'], t['ort-dge']))
+    # the profile: kernel time by operator type adds up to the kernels' total, within a run
+    for name in ('vanilla', 'dge'):
+        p = r['profile'][name]
+        assert abs(sum(p['op_ms'].values()) - p['node_ms']) < 1e-9
+        assert 0 < p['node_ms'] <= p['run_ms']
+    assert 'NonZero' in r['profile']['dge']['op_ms']
+    assert 'NonZero' not in r['profile']['vanilla']['op_ms']

@@ -3,7 +3,7 @@ one, with PyTorch eager beside them, as paired ratios in one run.
 
     python tools/analysis_tools/benchmark_onnx.py CONFIG [--checkpoint CKPT] --shape H W
         [--target-beta 0.5] [--threads 2] [--warmup 1] [--repeats 5] [--images DIR]
-        [--cfg-options k=v ...] [--out results.json]
+        [--cfg-options k=v ...] [--profile] [--out results.json]
 
 The config's backbone is exported twice at H x W (padded as the data preprocessor pads),
 batch 1: routed (the routing in the graph, the budget shift baked in) and vanilla (every
@@ -17,7 +17,9 @@ the same runtime / the variant's time in that round:
 
 The FLOPs-ideal speed-up is the backbone's static / dynamic FLOPs on the same inputs.
 Without --checkpoint the routers get random weights; either way the shift is calibrated so
-that the inputs reach --target-beta.
+that the inputs reach --target-beta. --profile adds ONNX Runtime's own profile of both
+graphs (sessions of their own, before the timing): per input, a run's time, its operators'
+kernel time, and the kernel time by operator type.
 """
 import argparse
 import json
@@ -33,8 +35,8 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
 from vtpack_mm.analysis.loading import shaped_inputs
-from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_session, router_margins,
-                                  run_onnx)
+from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_session, profile_onnx,
+                                  router_margins, run_onnx)
 from vtpack_mm.dge import dge_encoders, last_complexity, vanilla_pass
 
 
@@ -51,6 +53,8 @@ def parse_args(argv=None):
     parser.add_argument('--repeats', type=int, default=5)
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
+    parser.add_argument('--profile', action='store_true',
+                        help="add ONNX Runtime's profile by operator type")
     parser.add_argument('--out', help='write the results as JSON here')
     return parser.parse_args(argv)
 
@@ -89,6 +93,8 @@ def main(argv=None):
                 d = max(d, compare_onnx(sessions['vanilla'], backbone, x)[0])
             diffs.append(d)
             margins.append(m[0])
+        profiles = {name: profile_onnx(f, inputs, args.threads) for name, f in
+                    (('vanilla', vanilla_file), ('dge', dge_file))} if args.profile else {}
     worst = max(diffs)
 
     def ort(name):
@@ -120,7 +126,7 @@ def main(argv=None):
                    flops_static=static, flops_dynamic=dynamic, flops_ideal_speedup=ideal,
                    speedup=paired, ort_dge_over_torch_dge=ort_over_torch,
                    largest_difference=worst, differences=diffs, router_margins=margins,
-                   stats=stats, times=times)
+                   stats=stats, times=times, profile=profiles)
     print(f'\n{osp.basename(args.config)} backbone at {H}x{W}, batch 1, {len(inputs)} inputs, '
           f'{args.threads} threads: beta {beta:.3f}, FLOPs-ideal {ideal:.2f}x; ONNX Runtime '
           f'matches PyTorch within {worst:.1e}')
@@ -136,6 +142,14 @@ def main(argv=None):
               f'{paired[name]:8.2f}x')
     print(f'ort-dge is {ort_over_torch:.2f}x the speed of torch-dge; ort-dge reaches '
           f'{paired["ort-dge"] / ideal:.0%} of the FLOPs-ideal speed-up')
+    if profiles:
+        van, dge = profiles['vanilla'], profiles['dge']
+        print(f'\nONNX Runtime profile, ms per input: a run {van["run_ms"]:.1f} vanilla / '
+              f'{dge["run_ms"]:.1f} DGE, of which operator kernels {van["node_ms"]:.1f} / '
+              f'{dge["node_ms"]:.1f}; by operator type:')
+        for op in sorted(set(van['op_ms']) | set(dge['op_ms']),
+                         key=lambda o: -max(van['op_ms'].get(o, 0), dge['op_ms'].get(o, 0))):
+            print(f'{op:>20s} {van["op_ms"].get(op, 0.0):8.2f} {dge["op_ms"].get(op, 0.0):8.2f}')
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)

@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/benchmark_train.py [--model pvt] [--arch small]
         [--size 256 256] [--batch 4] [--threads 2] [--target-beta 0.5]
-        [--warmup 1] [--repeats 5] [--out results.json]
+        [--warmup 1] [--repeats 5] [--profile] [--out results.json]
 
 A step is a forward pass on random images, a loss (the outputs' mean, plus the budget
 loss for DGE), the backward pass and an AdamW update. The three variants hold the same
@@ -22,6 +22,9 @@ Peak memory: each variant runs in a process of its own; after one step (which cr
 optimizer's moments), the growth of its peak resident set (VmHWM) over a few more steps
 above its resident set before them: activations, gradients and workspace. glibc's mmap
 threshold is fixed so that freed tensors go back to the system (Linux only).
+--profile: PyTorch's profiler over two more steps of each variant: the time of the
+forward pass, the backward pass and the optimizer step, DGE's own ops, and the largest
+operators by their own time.
 """
 import argparse
 import json
@@ -31,6 +34,7 @@ import subprocess
 import sys
 
 import torch
+from torch.profiler import ProfilerActivity, profile, record_function
 
 import vtpack_mm
 from vtpack_mm.analysis import (calibrate_logit_shift, randomize_routers,
@@ -59,6 +63,8 @@ def parse_args(argv=None):
                         help='steps run in each memory-measuring process')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory processes')
     parser.add_argument('--memory-of', choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument('--profile', action='store_true',
+                        help='add PyTorch profiles: phase times and the largest operators')
     parser.add_argument('--out', help='write the results as JSON here')
     return parser.parse_args(argv)
 
@@ -94,14 +100,40 @@ def loss_of(model, x, target):
     return loss
 
 
+PHASES = ('forward', 'backward', 'optimizer')
+
+
 def stepper(model, x, target):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
 
     def step():
+        # the labels name the phases in a profile (--profile); outside one they cost nothing
         opt.zero_grad(set_to_none=True)
-        loss_of(model, x, target).backward()
-        opt.step()
+        with record_function('forward'):
+            loss = loss_of(model, x, target)
+        with record_function('backward'):
+            loss.backward()
+        with record_function('optimizer'):
+            opt.step()
     return step
+
+
+def profile_steps(step, steps=2, top=12):
+    """PyTorch's profile of ``steps`` steps, per step: each phase's time (ms) and the
+    ``top`` operators by their own time (ms), DGE's own kernels and Functions named
+    ``vtpack_mm::*`` / ``Grained*``."""
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    by_name = {e.key: e for e in events}
+    phases = {p: by_name[p].cpu_time_total / steps / 1e3 for p in PHASES}
+    ops = sorted((e for e in events if e.key not in PHASES), key=lambda e: -e.self_cpu_time_total)
+    own = sum(e.self_cpu_time_total for e in events
+              if e.key.startswith(('vtpack_mm::', 'Grained')))
+    return dict(phase_ms=phases, dge_own_ms=own / steps / 1e3,
+                top_ops_ms={e.key: e.self_cpu_time_total / steps / 1e3 for e in ops[:top]})
 
 
 def rss_kib(field):
@@ -168,12 +200,13 @@ def main(argv=None):
     paired = paired_speedups(times, 'vanilla')
     floor = {k: flops['vanilla'] / v for k, v in flops.items()}
     memory = {} if args.no_memory else {v: memory_in_subprocess(args, v) for v in VARIANTS}
+    profiles = {v: profile_steps(steps[v]) for v in VARIANTS} if args.profile else {}
     results = dict(processor=platform.processor() or platform.machine(),
                    threads=torch.get_num_threads(), model=args.model, arch=args.arch,
                    size=args.size, batch=args.batch, logit_shift=shift, train_beta=betas,
                    forward_flops=flops, flops_floor_speedup=floor, speedup=paired,
                    peak_memory_growth_mib=memory, saved_activations_mib=saved, stats=stats,
-                   times=times)
+                   times=times, profile=profiles)
     print(f'\n{args.model}-{args.arch} training step, batch {args.batch} at '
           f'{args.size[0]}x{args.size[1]}, {torch.get_num_threads()} threads; training beta '
           + ', '.join(f'{k} {v:.3f}' for k, v in betas.items()))
@@ -185,6 +218,13 @@ def main(argv=None):
         print(f'{name:>8s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x {floor[name]:10.2f}x {paired[name] / floor[name]:8.1%} '
               f'{mem} {saved[name]:6.0f} ({saved[name] / saved["vanilla"]:.2f}x)')
+    if profiles:
+        print('\nprofile, ms per step: ' + ', '.join(
+            f'{v} ' + ' / '.join(f'{p["phase_ms"][ph]:.0f}' for ph in PHASES) +
+            f' (DGE own ops {p["dge_own_ms"]:.1f})' for v, p in profiles.items()) +
+            ' (forward / backward / optimizer)')
+        for v, p in profiles.items():
+            print(f'{v}: ' + ', '.join(f'{k} {t:.1f}' for k, t in p['top_ops_ms'].items()))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(results, f, indent=2)
