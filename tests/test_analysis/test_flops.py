@@ -9,6 +9,7 @@ import torch
 
 import vtpack_mm
 from vtpack_mm.analysis.flops import count_flops
+from vtpack_mm.ops import has_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -182,8 +183,11 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
     saved = res['saved_activations_mib']
     assert saved['sparse'] < saved['vanilla'] < saved['dense']
     # the profile names the phases of a step, and only DGE variants run DGE's own ops
+    # (the compiled kernels: without them the references are plain PyTorch operators)
     prof = res['profile']
-    assert prof['vanilla']['dge_own_ms'] == 0 < prof['dense']['dge_own_ms']
+    assert prof['vanilla']['dge_own_ms'] == 0
+    if has_kernel(torch.zeros(1)):
+        assert prof['dense']['dge_own_ms'] > 0 and prof['sparse']['dge_own_ms'] > 0
     for name in ('vanilla', 'dense', 'sparse'):
         assert all(prof[name]['phase_ms'][p] > 0 for p in ('forward', 'backward', 'optimizer'))
     assert 0.0 < res['train_beta']['sparse'] < 1.0

@@ -45,7 +45,7 @@ def test_patch_means_average_valid_positions_eager_and_traced(hw, sides):
     grid = tokens.view(2, H, W, 5)
 
     def means(t):
-        return tuple(patch_means(t.view(2, H, W, 5), sides))
+        return tuple(patch_means(t.view(2, H, W, 5), sides, hw))
 
     traced = torch.jit.trace(means, (tokens, ), check_trace=False)
     for got in (means(tokens), traced(tokens)):
@@ -57,18 +57,33 @@ def test_patch_means_average_valid_positions_eager_and_traced(hw, sides):
             torch.testing.assert_close(m, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('hw', SIZES)
-@pytest.mark.parametrize('region_size', [4, 8, 'layer'])
-def test_region_means_read_from_the_patch_table_equal_their_own_pooling(hw, region_size):
+@pytest.mark.parametrize('hw', [(33, 45), (100, 152), (7, 12)])
+@pytest.mark.parametrize('traced', [False, True])
+def test_region_means_read_from_the_patch_table_equal_their_own_pooling(hw, traced):
     # the export reads the router's region means from the table of patch means when the
-    # region side is a granularity; elsewhere it pools them itself
+    # region side is a granularity (here 4, of several regions)
     H, W = hw
-    enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=region_size)
+    enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=4)
     geo = enc.geometry(hw, 'cpu')
+    assert geo.num_regions > 1 and geo.table_rows_of(4) is not None
     x = torch.randn(2, 1 + H * W, 6, dtype=torch.float64)
-    table = patch_mean_table(x, hw, 1, geo.pool_sides)
-    got = enc._region_feats(x, geo, 1, table)
+
+    def from_table(t):
+        return enc._region_feats(t, geo, 1, patch_mean_table(t, hw, 1, geo.pool_sides))
+
+    got = torch.jit.trace(from_table, (x, ), check_trace=False)(x) if traced else from_table(x)
     torch.testing.assert_close(got, region_mean(x[:, 1:], geo), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('region_size', [8, 'layer'])
+def test_region_sides_the_table_lacks_pool_on_their_own(region_size):
+    enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=region_size)
+    geo = enc.geometry((33, 45), 'cpu')
+    assert geo.table_rows_of(geo.region_hw[0]) is None or geo.num_regions == 1
+    x = torch.randn(2, 33 * 45, 6, dtype=torch.float64)
+    table = patch_mean_table(x, (33, 45), 0, geo.pool_sides)
+    torch.testing.assert_close(enc._region_feats(x, geo, 0, table), region_mean(x, geo),
+                               rtol=1e-12, atol=1e-12)
 
 
 def patch_centroids(hw, S, choice_row, phis):

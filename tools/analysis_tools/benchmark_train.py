@@ -16,7 +16,7 @@ computes every granularity of every region, sparse mode the chosen one), divided
 vanilla count: the speed-up the step would have if time followed FLOPs. A backward pass
 costs about twice its forward, so the ratio holds for the whole step.
 Saved activations: the bytes autograd keeps for the backward pass of one step's forward
-(each storage once; parameters left out), an exact count
+(each storage once; parameters left out), independent of the allocator
 (:func:`vtpack_mm.analysis.saved_for_backward`).
 Peak memory: each variant runs in a process of its own; after one step (which creates the
 optimizer's moments), the growth of its peak resident set (VmHWM) over a few more steps
@@ -185,7 +185,7 @@ def main(argv=None):
         torch.manual_seed(2)
         with torch.no_grad():
             flops[name] = count_flops(m, (x, ))
-    saved = {}  # activation memory, counted exactly (the peak RSS below is the allocator's)
+    saved = {}  # activations autograd keeps (the peak RSS below also holds the allocator's)
     for name, m in models.items():
         torch.manual_seed(2)
         saved[name] = saved_for_backward(lambda: loss_of(m, x, args.target_beta),

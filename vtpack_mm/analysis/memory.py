@@ -11,7 +11,9 @@ def saved_for_backward(fn: Callable[[], Tensor], exclude: Iterable[Tensor] = ())
     Every distinct storage is counted once, whole (a saved view keeps all of it alive);
     storages of ``exclude`` (a model's parameters and buffers) are left out. The count
     does not depend on the allocator, unlike a peak resident set; it leaves out
-    workspace, gradients and the optimizer's state.
+    workspace, gradients and the optimizer's state, and tensors a custom autograd
+    Function keeps as attributes of its context rather than through
+    ``save_for_backward`` (the grained ops keep only index tensors that way).
     """
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen = {}

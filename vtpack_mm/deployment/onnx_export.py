@@ -84,13 +84,18 @@ def export_onnx(module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]], path
     return names
 
 
-def onnx_session(path: str, threads: Optional[int] = None):
-    """An ONNX Runtime CPU session of ``path``."""
+def onnx_session(path: str, threads: Optional[int] = None,
+                 profile_prefix: Optional[str] = None):
+    """An ONNX Runtime CPU session of ``path`` (profiling into ``profile_prefix``*.json if
+    given)."""
     import onnxruntime as ort
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
@@ -122,38 +127,36 @@ def compare_onnx(session, module: nn.Module, inputs: Union[Tensor, Sequence[Tens
 
 def profile_onnx(path: str, inputs: Sequence[Tensor], threads: Optional[int] = None,
                  rounds: int = 2) -> dict:
-    """ONNX Runtime's own profile of ``path`` run ``rounds`` times over ``inputs`` (one
-    input tensor each), per input: ``run_ms`` (a whole run), ``node_ms`` (the operators'
-    kernels; the rest is the runtime's own work per run) and ``op_ms`` (kernel time by
-    operator type, largest first)."""
+    """ONNX Runtime's own profile of ``path`` run over ``inputs`` (one input tensor each):
+    one warm-up round, left out, then ``rounds`` profiled ones. Per input: ``run_ms`` (a
+    whole run), ``node_ms`` (the operators' kernels; the rest is the runtime's own work per
+    run) and ``op_ms`` (kernel time by operator type, largest first)."""
     import json
     import tempfile
-
-    import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        options.enable_profiling = True
-        options.profile_file_prefix = osp.join(tmp, 'profile')
-        session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-        for _ in range(rounds):
+        session = onnx_session(path, threads, osp.join(tmp, 'profile'))
+        for _ in range(rounds + 1):
             for x in inputs:
                 run_onnx(session, x)
         with open(session.end_profiling()) as f:
             events = json.load(f)
-    n = rounds * len(inputs)
+    runs = sorted((e for e in events if e.get('cat') == 'Session' and
+                   e['name'] == 'model_run'), key=lambda e: e['ts'])
+    warm = len(inputs)
+    if len(runs) != warm * (rounds + 1):
+        raise RuntimeError(f'ONNX Runtime profiled {len(runs)} runs, expected '
+                           f'{warm * (rounds + 1)}')
+    start = runs[warm]['ts']  # the first profiled run: events before it are the warm-up
     op_us: Dict[str, float] = {}
-    run_us = 0.0
     for e in events:
-        if e.get('cat') == 'Node' and e['name'].endswith('_kernel_time'):
+        if (e.get('cat') == 'Node' and e['name'].endswith('_kernel_time') and
+                e['ts'] >= start):
             op = e['args']['op_name']
             op_us[op] = op_us.get(op, 0.0) + e['dur']
-        elif e.get('cat') == 'Session' and e['name'] == 'model_run':
-            run_us += e['dur']
+    n = rounds * warm
     op_ms = {k: v / n / 1e3 for k, v in sorted(op_us.items(), key=lambda kv: -kv[1])}
-    return dict(run_ms=run_us / n / 1e3, node_ms=sum(op_ms.values()), op_ms=op_ms)
+    run_ms = sum(e['dur'] for e in runs[warm:]) / n / 1e3
+    return dict(run_ms=run_ms, node_ms=sum(op_ms.values()), op_ms=op_ms)
 
 
 def onnx_op_counts(path: str) -> Dict[str, int]:

@@ -147,8 +147,10 @@ class RegionGeometry:
                                       torch.full_like(self.patch_k, -1))
         self.num_valid_patches = int(self.patch_valid.sum())
         sizes = [lv['valid_hw'][0] * lv['valid_hw'][1] for lv in self.levels]
-        starts = torch.tensor([sum(sizes[:j]) for j in range(len(sizes))], **kw)
-        self.patch_table_row = starts[self.patch_level] + self.patch_src
+        starts = [sum(sizes[:j]) for j in range(len(sizes))]
+        self._table_rows = {lv['phi']: slice(a, a + n)
+                            for lv, a, n in zip(self.levels, starts, sizes)}
+        self.patch_table_row = torch.tensor(starts, **kw)[self.patch_level] + self.patch_src
         self.table_size = sum(sizes)
 
         R, K = self.num_regions, len(phis)
@@ -165,13 +167,7 @@ class RegionGeometry:
     def table_rows_of(self, side: int) -> Optional[slice]:
         """The rows of the ``side x side`` patch means in one image's table (after its
         extra tokens), or None where ``side`` is not a granularity."""
-        start = 0
-        for lv in self.levels:
-            vh, vw = lv['valid_hw']
-            if lv['phi'] == side:
-                return slice(start, start + vh * vw)
-            start += vh * vw
-        return None
+        return self._table_rows.get(side)
 
     @property
     def has_skip(self) -> bool:

@@ -15,8 +15,8 @@ def region_mean(tokens: Tensor, geo: RegionGeometry) -> Tensor:
     B, _, C = tokens.shape
     if geo.num_regions == 1:
         return tokens.mean(1, keepdim=True)
-    H, W = geo.hw
-    means = patch_means(tokens.reshape(B, H, W, C), [geo.region_hw[0]])[0]
+    H, W = geo.hw  # several regions: square ones ('layer' regions are a single one)
+    means = patch_means(tokens.reshape(B, H, W, C), [geo.region_hw[0]], geo.hw)[0]
     return means.reshape(B, geo.num_regions, C)
 
 

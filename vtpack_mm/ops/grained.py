@@ -51,14 +51,15 @@ class GrainedIndex(Protocol):
         ``pool_sides`` in turn (row-major), images one after the other."""
 
 
-def _sum_blocks(fmap: Tensor, f: int) -> Tensor:
+def _sum_blocks(fmap: Tensor, hw: Tuple[int, int], f: int) -> Tensor:
     """(B, h, w, C) -> (B, ceil(h / f), ceil(w / f), C): sums of f x f blocks, the map
-    zero-padded bottom-right; slices and adds on the token layout."""
-    B, h, w, C = fmap.shape
+    zero-padded bottom-right; slices and adds on the token layout. ``hw`` is (h, w) as
+    ints (a tracer would record the shape's entries as tensors)."""
+    h, w = hw
     ph, pw = -h % f, -w % f
     if ph or pw:
         fmap = F.pad(fmap, (0, 0, 0, pw, 0, ph))
-    v = fmap.reshape(B, (h + ph) // f, f, (w + pw) // f, f, C)
+    v = fmap.reshape(fmap.shape[0], (h + ph) // f, f, (w + pw) // f, f, fmap.shape[-1])
     rows = v[:, :, 0]
     for i in range(1, f):
         rows = rows + v[:, :, i]
@@ -77,18 +78,19 @@ def _valid_counts(hw: Tuple[int, int], side: int, like: Tensor) -> Tensor:
     return like.new_tensor([[float(r * c) for c in cols] for r in rows]).unsqueeze(-1)
 
 
-def patch_means(fmap: Tensor, sides: Sequence[int]) -> List[Tensor]:
+def patch_means(fmap: Tensor, sides: Sequence[int], hw: Tuple[int, int]) -> List[Tensor]:
     """The ``side x side`` patch means of a (B, H, W, C) map (any strides; a view of
-    (B, H*W, C) tokens), one (B, ceil(H / side), ceil(W / side), C) map per side. A patch
-    cut by the map's border averages its valid positions only.
+    (B, H*W, C) tokens; ``hw`` = (H, W) as ints), one (B, ceil(H / side), ceil(W / side),
+    C) map per side. A patch cut by the map's border averages its valid positions only.
 
     Two lowerings of the same means. Eager: ``avg_pool2d`` (``ceil_mode``) on the
     channels-last view, which reads the tokens in place. Traced (ONNX export): sums of
     slices on the token layout, each side from the sums of the largest smaller side that
-    divides it, divided by the valid counts; ONNX Runtime's AveragePool would need the map
-    transposed to NCHW and is several times slower (``docs/benchmarks.md``).
+    divides it, divided by the valid counts; ONNX Runtime's AveragePool needs the map
+    transposed to NCHW (``docs/benchmarks.md`` has the exported backbone's speed before
+    and after).
     """
-    B, H, W, C = fmap.shape
+    H, W = int(hw[0]), int(hw[1])
     if not torch.jit.is_tracing():
         nchw = fmap.permute(0, 3, 1, 2)
         return [fmap if s == 1 else
@@ -97,7 +99,7 @@ def patch_means(fmap: Tensor, sides: Sequence[int]) -> List[Tensor]:
     for s in sorted(set(sides)):
         if s not in sums:
             base = max(b for b in sums if s % b == 0)
-            sums[s] = _sum_blocks(sums[base], s // base)
+            sums[s] = _sum_blocks(sums[base], (-(-H // base), -(-W // base)), s // base)
     return [sums[s] if s == 1 else sums[s] / _valid_counts((H, W), s, fmap) for s in sides]
 
 
@@ -108,7 +110,7 @@ def patch_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
     B, N, C = x.shape
     H, W = hw
     E = num_extra
-    means = patch_means(x[:, E:].reshape(B, H, W, C), sides)
+    means = patch_means(x[:, E:].reshape(B, H, W, C), sides, hw)
     return torch.cat([x[:, :E]] + [m.reshape(B, -1, C) for m in means], 1)
 
 
