@@ -13,6 +13,15 @@ from vtpack_mm.ops import patch_mean_table, patch_means
 SIZES = [(33, 45), (100, 152), (4, 4)]
 
 
+def block_means(grid, s):
+    """(B, H, W, C) -> (B, ceil(H / s), ceil(W / s), C): the mean of the valid positions of
+    every s x s block, one block at a time."""
+    B, H, W, C = grid.shape
+    return torch.stack([torch.stack([grid[:, y:y + s, x:x + s].reshape(B, -1, C).mean(1)
+                                     for x in range(0, W, s)], 1)
+                        for y in range(0, H, s)], 1)
+
+
 @pytest.mark.parametrize('hw', SIZES)
 @pytest.mark.parametrize('region_size', [4, 8, 'layer'])
 def test_region_means_average_valid_tokens_only(hw, region_size):
@@ -23,13 +32,7 @@ def test_region_means_average_valid_tokens_only(hw, region_size):
     tokens = torch.randn(2, H * W, 6, dtype=torch.float64, generator=g)
     got = region_mean(tokens, geo)
     S = max(H, W) if region_size == 'layer' else region_size
-    grid = tokens.view(2, H, W, 6)
-    expected = []
-    for ry in range(math.ceil(H / S)):
-        for rx in range(math.ceil(W / S)):
-            block = grid[:, ry * S:min(H, (ry + 1) * S), rx * S:min(W, (rx + 1) * S)]
-            expected.append(block.reshape(2, -1, 6).mean(1))
-    expected = torch.stack(expected, 1)
+    expected = block_means(tokens.view(2, H, W, 6), S).flatten(1, 2)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
@@ -50,9 +53,7 @@ def test_patch_means_average_valid_positions_eager_and_traced(hw, sides):
     traced = torch.jit.trace(means, (tokens, ), check_trace=False)
     for got in (means(tokens), traced(tokens)):
         for s, m in zip(sides, got):
-            expected = torch.stack([torch.stack([
-                grid[:, y:y + s, x:x + s].reshape(2, -1, 5).mean(1)
-                for x in range(0, W, s)], 1) for y in range(0, H, s)], 1)
+            expected = block_means(grid, s)
             assert m.shape == expected.shape
             torch.testing.assert_close(m, expected, rtol=1e-12, atol=1e-12)
 

@@ -9,8 +9,10 @@ for whatever image it is given. Export is at one input size and batch 1 (the reg
 layout depends on the map size); the budget knob's shift is baked in as configured at
 export time.
 """
+import json
 import os
 import os.path as osp
+import tempfile
 from contextlib import contextmanager
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -131,8 +133,6 @@ def profile_onnx(path: str, inputs: Sequence[Tensor], threads: Optional[int] = N
     one warm-up round, left out, then ``rounds`` profiled ones. Per input: ``run_ms`` (a
     whole run), ``node_ms`` (the operators' kernels; the rest is the runtime's own work per
     run) and ``op_ms`` (kernel time by operator type, largest first)."""
-    import json
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         session = onnx_session(path, threads, osp.join(tmp, 'profile'))
         for _ in range(rounds + 1):
