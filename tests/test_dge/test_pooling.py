@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtpack_mm.dge import RegionGeometry, check_granularities, dense_queries, sparse_queries
+from vtpack_mm.dge.queries import traced_queries
 
 PHI_SETS = [(1, 2, 4), (1, 2), (2, 4), (0, 1), (1, 2, 4, 8), (1, 3)]
 
@@ -38,10 +39,10 @@ shape = st.tuples(st.integers(1, 3), st.integers(1, 11), st.integers(1, 11), st.
                   st.sampled_from(PHI_SETS), st.sampled_from([None, 'layer', 'double']))
 
 
-@settings(max_examples=60, deadline=None)
-@given(shape, st.integers(0, 2**16))
-def test_pool_matches_oracle(params, seed):
+def random_case(params, seed, batch=None):
+    """A random map, its geometry and a random choice per region; the oracle's answer."""
     B, H, W, E, phis, region = params
+    B = batch or B
     if region == 'double':
         region = 2 * max(phis)
     phis, region = check_granularities(phis, region)
@@ -49,13 +50,33 @@ def test_pool_matches_oracle(params, seed):
     geo = RegionGeometry((H, W), phis, region)
     x = torch.randn(B, E + H * W, 3, generator=g, dtype=torch.float64)
     choice = torch.randint(len(phis), (B, geo.num_regions), generator=g)
+    return geo, x, choice, E, oracle(x, choice, (H, W), phis, region, E)
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape, st.integers(0, 2**16))
+def test_pool_matches_oracle(params, seed):
+    geo, x, choice, E, (expected, lengths) = random_case(params, seed)
     qs = sparse_queries(geo, choice, E)
-    expected, lengths = oracle(x, choice, (H, W), phis, region, E)
     assert qs.lengths == lengths
     q = qs.pool(x)
     assert q.shape == (sum(lengths), 3)
     # un-pooling the pooled values onto zeros broadcasts each patch mean
     # (tokens of skipped regions get no delta: zero in both)
+    torch.testing.assert_close(qs.unpool(torch.zeros_like(x), q), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape, st.integers(0, 2**16))
+def test_traced_queries_match_oracle(params, seed):
+    # the export's layout (tensor operations only, one image) pools and un-pools as the
+    # oracle does; it appends the dump row only where a region can be skipped
+    geo, x, choice, E, (expected, lengths) = random_case(params, seed, batch=1)
+    qs = traced_queries(geo, choice, E)
+    assert qs.has_dump == (0 in geo.granularities)
+    q = qs.pool(x)
+    assert q.shape == (lengths[0], 3)
+    assert int(qs.num_queries_tensor()) == lengths[0]
     torch.testing.assert_close(qs.unpool(torch.zeros_like(x), q), expected)
 
 

@@ -311,12 +311,13 @@ class TracedQueries(QueryLayout):
     batch_size = 1
     uniform = True
     token_gate = None
-    has_dump = True
 
     def __init__(self, geo: RegionGeometry, rows: Tensor, token_to_query: Tensor,
                  num_extra: int, table: Optional[Tensor] = None,
                  source: Optional[Tensor] = None):
         self.hw = geo.hw
+        # only skipped regions point at the dump row: without them the export appends none
+        self.has_dump = geo.has_skip
         self.rows = rows
         self.token_to_query = token_to_query.view(1, 1, -1)
         self.num_extra = num_extra
