@@ -11,10 +11,12 @@ the images reach --target-beta; training adds Gumbel noise, so the beta of the t
 is measured and reported.
 
 Time: the variants' steps timed round-robin; medians and paired ratios (vanilla / variant).
-FLOPs floor: mmengine's count of each variant's training forward as it runs (dense mode
-computes every granularity of every region, sparse mode the chosen one), divided into the
-vanilla count: the speed-up the step would have if time followed FLOPs. A backward pass
-costs about twice its forward, so the ratio holds for the whole step.
+FLOPs floor: the vanilla step's FLOPs over the variant's: the speed-up the step would have
+if time followed FLOPs. A step's FLOPs are its forward pass (mmengine's count, autograd off)
+plus a backward pass of twice the forward's cost over what runs with autograd. Sparse mode
+computes the chosen granularity of every region. Dense mode computes every granularity
+without autograd (the hard gate gives the others no gradient) and the chosen one again
+with it, so its backward pass is sparse mode's: F_dense + 3 F_sparse against 3 F_vanilla.
 Saved activations: the bytes autograd keeps for the backward pass of one step's forward
 (each storage once; parameters left out), independent of the allocator
 (:func:`vtpack_mm.analysis.saved_for_backward`).
@@ -42,7 +44,7 @@ from vtpack_mm.analysis import (calibrate_logit_shift, randomize_routers,
 from vtpack_mm.analysis.flops import count_flops
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
-from vtpack_mm.dge import budget_loss, last_complexity
+from vtpack_mm.dge import budget_loss, dge_encoders, last_complexity
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
 VARIANTS = ('vanilla', 'dense', 'sparse')
@@ -98,6 +100,15 @@ def loss_of(model, x, target):
     if model.dge_modules():
         loss = loss + budget_loss(last_complexity(model).ratio(), target)
     return loss
+
+
+def step_flops_of(forward: dict) -> dict:
+    """A step's FLOPs per variant from the forward counts (autograd off) of the same
+    weights and noise: the forward pass, then a backward pass of twice the forward's cost
+    over what ran with autograd. Dense mode runs every query without autograd (its count)
+    and the chosen queries again with it, which are the sparse variant's queries."""
+    return dict(vanilla=3 * forward['vanilla'], sparse=3 * forward['sparse'],
+                dense=forward['dense'] + 3 * forward['sparse'])
 
 
 PHASES = ('forward', 'backward', 'optimizer')
@@ -180,11 +191,16 @@ def main(argv=None):
     if args.memory_of:
         return measure_memory(args)
     models, x, shift = build(args)
-    flops = {}
+    flops, choices = {}, {}
     for name, m in models.items():
         torch.manual_seed(2)
         with torch.no_grad():
             flops[name] = count_flops(m, (x, ))
+        choices[name] = [e.last_choice.clone() for e in dge_encoders(m)]
+    if any(not torch.equal(a, b) for a, b in zip(choices['dense'], choices['sparse'])):
+        raise RuntimeError('dense and sparse mode chose differently on the same weights and '
+                           'noise: the dense step count below needs the same choices')
+    step_flops = step_flops_of(flops)
     saved = {}  # activations autograd keeps (the peak RSS below also holds the allocator's)
     for name, m in models.items():
         torch.manual_seed(2)
@@ -198,13 +214,14 @@ def main(argv=None):
         betas[name] = float(last_complexity(models[name]).ratio().detach().float().mean())
     stats = {k: summarize(v) for k, v in times.items()}
     paired = paired_speedups(times, 'vanilla')
-    floor = {k: flops['vanilla'] / v for k, v in flops.items()}
+    floor = {k: step_flops['vanilla'] / v for k, v in step_flops.items()}
     memory = {} if args.no_memory else {v: memory_in_subprocess(args, v) for v in VARIANTS}
     profiles = {v: profile_steps(steps[v]) for v in VARIANTS} if args.profile else {}
     results = dict(processor=platform.processor() or platform.machine(),
                    threads=torch.get_num_threads(), model=args.model, arch=args.arch,
                    size=args.size, batch=args.batch, logit_shift=shift, train_beta=betas,
-                   forward_flops=flops, flops_floor_speedup=floor, speedup=paired,
+                   forward_flops=flops, step_flops=step_flops,
+                   flops_floor_speedup=floor, speedup=paired,
                    peak_memory_growth_mib=memory, saved_activations_mib=saved, stats=stats,
                    times=times, profile=profiles)
     print(f'\n{args.model}-{args.arch} training step, batch {args.batch} at '

@@ -10,6 +10,21 @@ from .encoder import DynamicGrainedEncoder, Routing
 from .queries import DenseQueries, QueryLayout
 
 
+def _cuda_devices(device: torch.device):
+    return [device] if device.type == 'cuda' else []
+
+
+def _rng_state(device: torch.device) -> Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == 'cuda' else torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: Tensor) -> None:
+    if device.type == 'cuda':
+        torch.cuda.set_rng_state(state, device)
+    else:
+        torch.set_rng_state(state)
+
+
 class BlockCost(NamedTuple):
     """A block's cost in one pass, in MACs per image: ``static`` (the vanilla block's,
     plus the router's), ``dynamic`` (per enabled query; a (B,) tensor for a DGE block,
@@ -55,6 +70,34 @@ class SparseQueryBlock(BaseModule):
         norm the vanilla pass shares between queries and keys). Default none."""
         return 0
 
+    def _delta(self, x: Tensor, queries: QueryLayout) -> Tensor:
+        """(T, C) the change every query undergoes in the block."""
+        q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
+        q1 = self.forward_queries(q0, queries, x)  # 3. the block, keys/values dense
+        # the block's output is a fresh tensor: without autograd it holds the delta in place
+        return q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
+
+    def _dense_delta(self, x: Tensor, routing: Routing) -> Tensor:
+        """Dense training: the change of every granularity's queries, of which only the
+        chosen ones carry autograd.
+
+        The hard gate is 0 on the granularities a region did not choose, so no gradient
+        reaches the block's weights or ``x`` through their queries; the router's gradient
+        needs only their values. They run without autograd, and the chosen queries run
+        again, with it, as a sparse layout of their own: the activations kept are those of
+        the chosen queries and the backward pass runs on them alone. The gradients are
+        those of running every query with autograd (``tests/test_dge/test_dense_mode.py``).
+        Both passes start from the same random state, so they draw the same stochastic-depth
+        masks (dropout inside the block, where configured, draws differently).
+        """
+        sub, rows = routing.chosen
+        state = _rng_state(x.device)
+        delta = self._delta(x, sub)
+        with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):
+            _set_rng_state(x.device, state)
+            every = self._delta(x, routing.queries)
+        return every.index_copy(0, rows, delta)
+
     def forward(self, x: Tensor, hw) -> Tuple[Tensor, BlockCost]:
         """x: (B, E + H*W, C) with E extra tokens first; returns the same shape and the
         pass's cost."""
@@ -69,11 +112,11 @@ class SparseQueryBlock(BaseModule):
                 return y, BlockCost(static, static)
         else:
             queries = routing.queries
-            q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
-            q1 = self.forward_queries(q0, queries, x)  # 3. the block, keys/values dense
-            # 4. un-pool: every token gets its query's change (the block's output is a
-            # fresh tensor: without autograd it holds the delta in place)
-            delta = q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
+            if routing.chosen is not None and torch.is_grad_enabled():
+                delta = self._dense_delta(x, routing)
+            else:
+                delta = self._delta(x, queries)
+            # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)
         dynamic = self.query_macs(N, routing.num_queries, hw) + router

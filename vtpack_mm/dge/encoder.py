@@ -8,8 +8,8 @@ from torch import Tensor
 
 from ..ops import patch_mean_table
 from .geometry import GeometryCache, check_granularities, num_regions
-from .queries import (DenseQueries, QueryLayout, dense_queries, sparse_queries,
-                      traced_queries)
+from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
+                      sparse_queries, traced_queries)
 from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
 
 TRAIN_MODES = ('dense', 'sparse')
@@ -23,12 +23,15 @@ class Routing(NamedTuple):
     every region; ``num_queries``: (B,) queries per image, extra tokens included (in
     training the gate-weighted count, differentiable through the straight-through gate);
     ``pooled``: False when every region took phi = 1 and the block runs on the tokens
-    themselves (no pooling, no un-pooling).
+    themselves (no pooling, no un-pooling); ``chosen``: in dense training, the chosen
+    queries as a layout of their own (:func:`~vtpack_mm.dge.queries.sparse_queries`) and
+    their rows in ``queries`` (:func:`~vtpack_mm.dge.queries.dense_rows`), else None.
     """
     queries: QueryLayout
     choice: Tensor
     num_queries: Tensor
     pooled: bool
+    chosen: Optional[Tuple[GrainedQueries, Tensor]] = None
 
 
 class DynamicGrainedEncoder(BaseModule):
@@ -47,7 +50,10 @@ class DynamicGrainedEncoder(BaseModule):
     Training samples the choice with Gumbel noise; the forward pass uses the hard choice and
     the gradient reaches the router through the soft score (straight-through). In
     ``'dense'`` mode every granularity is computed and the results are mixed by the one-hot
-    gate; in ``'sparse'`` mode only the chosen queries are computed. Inference takes the
+    gate, so that the router's gradient sees every granularity's result; only the chosen
+    queries carry autograd, since the gate gives the others no gradient
+    (:meth:`~vtpack_mm.dge.SparseQueryBlock._dense_delta`). In ``'sparse'`` mode only the
+    chosen queries are computed. Inference takes the
     argmax of the logits, without noise.
 
     Args:
@@ -133,13 +139,16 @@ class DynamicGrainedEncoder(BaseModule):
         override = self._override(B, geo.num_regions, x.device)
         if self.training:
             choice, gate = gumbel_decision(logits, self.gumbel_tau, override)
+            chosen = None
             if self.train_mode == 'dense':
                 queries = dense_queries(geo, B, E, gate, choice)
+                sub = sparse_queries(geo, choice, E)
+                chosen = (sub, dense_rows(sub))
             else:
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
-            return self._routing(queries, choice, num_queries, geo, True)
+            return self._routing(queries, choice, num_queries, geo, True, chosen)
         choice = logits.argmax(-1) if override is None else override
         if traced:  # export: the routing stays in the graph
             queries = traced_queries(geo, choice, E, table, x)
@@ -160,10 +169,11 @@ class DynamicGrainedEncoder(BaseModule):
             return region_mean(x[:, num_extra:], geo)
         return table[:, num_extra + rows.start:num_extra + rows.stop]
 
-    def _routing(self, queries, choice, num_queries, geo, pooled: bool) -> Routing:
+    def _routing(self, queries, choice, num_queries, geo, pooled: bool,
+                 chosen=None) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
         self.last_hw = tuple(queries.hw)
-        return Routing(queries, choice, num_queries, pooled)
+        return Routing(queries, choice, num_queries, pooled, chosen)
 
     def router_flops(self, hw) -> int:
         """Cost of routing one image: the gate on every region (not query dependent)."""

@@ -291,6 +291,24 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
                           has_dump=bool(E) and len(branches) > 1)
 
 
+def dense_rows(sub: GrainedQueries) -> Tensor:
+    """(T_sub,) the row that each query of the sparse layout ``sub``
+    (:func:`sparse_queries`) has in the dense layout of the same batch
+    (:func:`dense_queries`: per image, its E extra tokens, then every valid patch in
+    patch-list order)."""
+    geo, image, patch, dest, _ = sub.chosen
+    E, B = sub.num_extra, sub.batch_size
+    L = E + geo.num_valid_patches
+    device = image.device
+    rows = torch.empty(sub.num_queries, dtype=torch.long, device=device)
+    rows.index_copy_(0, dest, image * L + E + geo.patch_rank.index_select(0, patch))
+    if E:
+        extra = torch.arange(B, device=device).repeat_interleave(E) * L + \
+            torch.arange(E, device=device).repeat(B)
+        rows.index_copy_(0, sub.extra_dest, extra)
+    return rows
+
+
 class TracedQueries(QueryLayout):
     """Sparse queries of one image built from tensor operations alone: no query count
     reaches Python, so a tracer (ONNX export) records the routing inside the graph and the
