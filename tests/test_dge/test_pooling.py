@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtpack_mm.dge import RegionGeometry, check_granularities, dense_queries, sparse_queries
-from vtpack_mm.dge.queries import traced_queries
+from vtpack_mm.dge.queries import dense_rows, traced_queries, unchosen_queries
 
 PHI_SETS = [(1, 2, 4), (1, 2), (2, 4), (0, 1), (1, 2, 4, 8), (1, 3)]
 
@@ -78,6 +78,25 @@ def test_traced_queries_match_oracle(params, seed):
     assert q.shape == (lengths[0], 3)
     assert int(qs.num_queries_tensor()) == lengths[0]
     torch.testing.assert_close(qs.unpool(torch.zeros_like(x), q), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape, st.integers(0, 2**16))
+def test_chosen_and_unchosen_queries_split_the_dense_layout(params, seed):
+    # dense training runs the two halves apart and writes them back by these rows
+    geo, x, choice, E, _ = random_case(params, seed)
+    B = x.shape[0]
+    gate = torch.nn.functional.one_hot(choice, len(geo.granularities)).double()
+    dense = dense_queries(geo, B, E, gate, choice)
+    chosen, others = sparse_queries(geo, choice, E), unchosen_queries(geo, choice, E)
+    rc, ro = dense_rows(chosen).tolist(), dense_rows(others).tolist()
+    assert len(set(rc)) == len(rc) and len(set(ro)) == len(ro)
+    assert set(rc) | set(ro) == set(range(dense.num_queries))
+    assert len(set(rc) & set(ro)) == B * E  # the extra tokens are in both
+    assert others.num_branches == 0  # nothing un-pools through the unchosen layout
+    every = dense.pool(x)
+    torch.testing.assert_close(every[rc], chosen.pool(x))
+    torch.testing.assert_close(every[ro], others.pool(x))
 
 
 @settings(max_examples=30, deadline=None)

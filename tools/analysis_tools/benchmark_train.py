@@ -12,11 +12,12 @@ is measured and reported.
 
 Time: the variants' steps timed round-robin; medians and paired ratios (vanilla / variant).
 FLOPs floor: the vanilla step's FLOPs over the variant's: the speed-up the step would have
-if time followed FLOPs. A step's FLOPs are its forward pass (mmengine's count, autograd off)
-plus a backward pass of twice the forward's cost over what runs with autograd. Sparse mode
-computes the chosen granularity of every region. Dense mode computes every granularity
-without autograd (the hard gate gives the others no gradient) and the chosen one again
-with it, so its backward pass is sparse mode's: F_dense + 3 F_sparse against 3 F_vanilla.
+if time followed FLOPs. A step's FLOPs are its forward pass (mmengine's count as it runs in
+training) plus a backward pass of twice the forward's cost over what runs with autograd.
+Sparse mode computes the chosen granularity of every region. Dense mode computes the
+chosen granularity with autograd and the others without (the hard gate gives them no
+gradient), so its backward pass is sparse mode's: F_dense + 2 F_sparse against
+3 F_vanilla.
 Saved activations: the bytes autograd keeps for the backward pass of one step's forward
 (each storage once; parameters left out), independent of the allocator
 (:func:`vtpack_mm.analysis.saved_for_backward`).
@@ -103,12 +104,12 @@ def loss_of(model, x, target):
 
 
 def step_flops_of(forward: dict) -> dict:
-    """A step's FLOPs per variant from the forward counts (autograd off) of the same
-    weights and noise: the forward pass, then a backward pass of twice the forward's cost
-    over what ran with autograd. Dense mode runs every query without autograd (its count)
-    and the chosen queries again with it, which are the sparse variant's queries."""
+    """A step's FLOPs per variant from the training forward counts of the same weights and
+    noise: the forward pass, then a backward pass of twice the forward's cost over what ran
+    with autograd. In dense mode that is the chosen queries alone, which are the sparse
+    variant's (the others run without autograd)."""
     return dict(vanilla=3 * forward['vanilla'], sparse=3 * forward['sparse'],
-                dense=forward['dense'] + 3 * forward['sparse'])
+                dense=forward['dense'] + 2 * forward['sparse'])
 
 
 PHASES = ('forward', 'backward', 'optimizer')
@@ -194,8 +195,7 @@ def main(argv=None):
     flops, choices = {}, {}
     for name, m in models.items():
         torch.manual_seed(2)
-        with torch.no_grad():
-            flops[name] = count_flops(m, (x, ))
+        flops[name] = count_flops(m, (x, ))  # with autograd on, as in training
         choices[name] = [e.last_choice.clone() for e in dge_encoders(m)]
     if any(not torch.equal(a, b) for a, b in zip(choices['dense'], choices['sparse'])):
         raise RuntimeError('dense and sparse mode chose differently on the same weights and '

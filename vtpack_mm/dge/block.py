@@ -83,20 +83,24 @@ class SparseQueryBlock(BaseModule):
 
         The hard gate is 0 on the granularities a region did not choose, so no gradient
         reaches the block's weights or ``x`` through their queries; the router's gradient
-        needs only their values. They run without autograd, and the chosen queries run
-        again, with it, as a sparse layout of their own: the activations kept are those of
-        the chosen queries and the backward pass runs on them alone. The gradients are
-        those of running every query with autograd (``tests/test_dge/test_dense_mode.py``).
-        Both passes start from the same random state, so they draw the same stochastic-depth
-        masks (dropout inside the block, where configured, draws differently).
+        needs only their values. So the chosen queries run with autograd and the others
+        without, each as a layout of its own (:class:`~vtpack_mm.dge.encoder.DenseSplit`):
+        the activations kept and the backward pass are those of the chosen queries alone.
+        The gradients are those of running every query with autograd
+        (``tests/test_dge/test_dense_mode.py``). Both passes start from the same random
+        state, so they draw the same stochastic-depth masks (dropout inside the block,
+        where configured, draws differently in the second).
         """
-        sub, rows = routing.chosen
+        split = routing.split
+        C = x.shape[-1]
         state = _rng_state(x.device)
-        delta = self._delta(x, sub)
-        with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):
-            _set_rng_state(x.device, state)
-            every = self._delta(x, routing.queries)
-        return every.index_copy(0, rows, delta)
+        chosen = self._delta(x, split.chosen) if split.chosen.num_queries else x.new_zeros(0, C)
+        every = x.new_empty(routing.queries.num_queries, C, requires_grad=False)
+        if split.others.num_queries:
+            with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):
+                _set_rng_state(x.device, state)
+                every.index_copy_(0, split.other_rows, self._delta(x, split.others))
+        return every.index_copy(0, split.chosen_rows, chosen)
 
     def forward(self, x: Tensor, hw) -> Tuple[Tensor, BlockCost]:
         """x: (B, E + H*W, C) with E extra tokens first; returns the same shape and the
@@ -112,7 +116,7 @@ class SparseQueryBlock(BaseModule):
                 return y, BlockCost(static, static)
         else:
             queries = routing.queries
-            if routing.chosen is not None and torch.is_grad_enabled():
+            if routing.split is not None and torch.is_grad_enabled():
                 delta = self._dense_delta(x, routing)
             else:
                 delta = self._delta(x, queries)

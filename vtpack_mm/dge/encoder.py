@@ -9,10 +9,21 @@ from torch import Tensor
 from ..ops import patch_mean_table
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
-                      sparse_queries, traced_queries)
+                      sparse_queries, traced_queries, unchosen_queries)
 from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
 
 TRAIN_MODES = ('dense', 'sparse')
+
+
+class DenseSplit(NamedTuple):
+    """Dense training's queries in two layouts of their own: the chosen granularity's
+    (run with autograd) and the others' (run without), with the row of each query in the
+    dense layout (:func:`~vtpack_mm.dge.queries.dense_rows`). Each image's extra tokens
+    are in both; the chosen pass's rows are written last."""
+    chosen: GrainedQueries
+    chosen_rows: Tensor
+    others: GrainedQueries
+    other_rows: Tensor
 
 
 class Routing(NamedTuple):
@@ -23,15 +34,14 @@ class Routing(NamedTuple):
     every region; ``num_queries``: (B,) queries per image, extra tokens included (in
     training the gate-weighted count, differentiable through the straight-through gate);
     ``pooled``: False when every region took phi = 1 and the block runs on the tokens
-    themselves (no pooling, no un-pooling); ``chosen``: in dense training, the chosen
-    queries as a layout of their own (:func:`~vtpack_mm.dge.queries.sparse_queries`) and
-    their rows in ``queries`` (:func:`~vtpack_mm.dge.queries.dense_rows`), else None.
+    themselves (no pooling, no un-pooling); ``split``: in dense training, the
+    :class:`DenseSplit` of ``queries``, else None.
     """
     queries: QueryLayout
     choice: Tensor
     num_queries: Tensor
     pooled: bool
-    chosen: Optional[Tuple[GrainedQueries, Tensor]] = None
+    split: Optional[DenseSplit] = None
 
 
 class DynamicGrainedEncoder(BaseModule):
@@ -139,16 +149,16 @@ class DynamicGrainedEncoder(BaseModule):
         override = self._override(B, geo.num_regions, x.device)
         if self.training:
             choice, gate = gumbel_decision(logits, self.gumbel_tau, override)
-            chosen = None
+            split = None
             if self.train_mode == 'dense':
                 queries = dense_queries(geo, B, E, gate, choice)
-                sub = sparse_queries(geo, choice, E)
-                chosen = (sub, dense_rows(sub))
+                chosen, others = sparse_queries(geo, choice, E), unchosen_queries(geo, choice, E)
+                split = DenseSplit(chosen, dense_rows(chosen), others, dense_rows(others))
             else:
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
             num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
-            return self._routing(queries, choice, num_queries, geo, True, chosen)
+            return self._routing(queries, choice, num_queries, geo, True, split)
         choice = logits.argmax(-1) if override is None else override
         if traced:  # export: the routing stays in the graph
             queries = traced_queries(geo, choice, E, table, x)
@@ -170,10 +180,10 @@ class DynamicGrainedEncoder(BaseModule):
         return table[:, num_extra + rows.start:num_extra + rows.stop]
 
     def _routing(self, queries, choice, num_queries, geo, pooled: bool,
-                 chosen=None) -> Routing:
+                 split: Optional[DenseSplit] = None) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
         self.last_hw = tuple(queries.hw)
-        return Routing(queries, choice, num_queries, pooled, chosen)
+        return Routing(queries, choice, num_queries, pooled, split)
 
     def router_flops(self, hw) -> int:
         """Cost of routing one image: the gate on every region (not query dependent)."""

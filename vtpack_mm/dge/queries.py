@@ -213,6 +213,21 @@ def _offsets(lengths: Tensor) -> Tensor:
     return torch.cumsum(lengths, 0) - lengths
 
 
+def _selected_queries(geo: RegionGeometry, sel: Tensor, num_extra: int):
+    """The queries of the patches ``sel`` (B, P) marks, in (image, patch-list) order, each
+    image's E extra tokens first: (lengths (B,), query index of every patch (B, P),
+    :class:`ChosenPatches`, query index of every extra token (B, E))."""
+    E = num_extra
+    rank = sel.cumsum(1)
+    lengths = rank[:, -1] + E
+    offsets = _offsets(lengths).unsqueeze(1)
+    qid_patch = offsets + E + rank - 1
+    b, p = sel.nonzero(as_tuple=True)
+    dest = qid_patch[b, p] if E else torch.arange(b.numel(), device=sel.device)
+    extra = offsets + torch.arange(E, device=sel.device)
+    return lengths, qid_patch, ChosenPatches(geo, b, p, dest, False), extra
+
+
 def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
                    region_gate: Optional[Tensor] = None) -> GrainedQueries:
     """Queries of the chosen granularity of every region.
@@ -226,12 +241,9 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     """
     B = choice.shape[0]
     E = num_extra
-    device = choice.device
     # (B, P): patch is a query if valid and its region chose its granularity
     sel = geo.patch_valid & (choice.index_select(1, geo.patch_region) == geo.patch_k)
-    rank = sel.cumsum(1)
-    lengths = rank[:, -1] + E
-    qid_patch = _offsets(lengths).unsqueeze(1) + E + rank - 1
+    lengths, qid_patch, chosen, extra = _selected_queries(geo, sel, E)
     k_pos = choice.index_select(1, geo.pos_region)  # (B, HW)
     pid = geo.pos_patch.gather(0, k_pos)  # (B, HW)
     lengths_list = lengths.tolist()
@@ -239,13 +251,8 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     t2q = qid_patch.gather(1, pid.clamp(min=0))
     if geo.has_skip:
         t2q = torch.where(pid < 0, torch.full_like(t2q, total), t2q)
-    extra = _offsets(lengths).unsqueeze(1) + torch.arange(E, device=device)
     if E:
         t2q = torch.cat([extra, t2q], 1)
-    # chosen patches in (image, patch-list) order, which is the query order
-    b, p = sel.nonzero(as_tuple=True)
-    dest = qid_patch[b, p] if E else torch.arange(b.numel(), device=device)
-    chosen = ChosenPatches(geo, b, p, dest, False)
     token_gate = None
     if region_gate is not None:
         token_gate = region_gate.index_select(1, geo.pos_region)
@@ -254,6 +261,21 @@ def sparse_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
         token_gate = token_gate.unsqueeze(-1)
     return GrainedQueries(t2q.unsqueeze(0), lengths_list, geo.hw, E, chosen, extra.flatten(),
                           token_gate, region_choice=choice, has_dump=geo.has_skip)
+
+
+def unchosen_queries(geo: RegionGeometry, choice: Tensor, num_extra: int) -> GrainedQueries:
+    """Queries of every positive granularity a region did not choose, each image's E extra
+    tokens first, in (image, patch-list) order: what dense training runs without autograd
+    (:meth:`vtpack_mm.dge.SparseQueryBlock._dense_delta`). A layout to pool and run these
+    queries; no token un-pools through it (it has no branch): their changes reach the
+    tokens through the dense layout (:func:`dense_rows` places them)."""
+    B, E = choice.shape[0], num_extra
+    sel = geo.patch_valid & (choice.index_select(1, geo.patch_region) != geo.patch_k)
+    lengths, _, chosen, extra = _selected_queries(geo, sel, E)
+    H, W = geo.hw
+    t2q = torch.empty((0, B, E + H * W), dtype=torch.long, device=choice.device)
+    return GrainedQueries(t2q, lengths.tolist(), geo.hw, E, chosen, extra.flatten(),
+                          region_choice=choice)
 
 
 def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
@@ -292,8 +314,8 @@ def dense_queries(geo: RegionGeometry, batch_size: int, num_extra: int,
 
 
 def dense_rows(sub: GrainedQueries) -> Tensor:
-    """(T_sub,) the row that each query of the sparse layout ``sub``
-    (:func:`sparse_queries`) has in the dense layout of the same batch
+    """(T_sub,) the row that each query of ``sub`` (:func:`sparse_queries`,
+    :func:`unchosen_queries`) has in the dense layout of the same batch
     (:func:`dense_queries`: per image, its E extra tokens, then every valid patch in
     patch-list order)."""
     geo, image, patch, dest, _ = sub.chosen
