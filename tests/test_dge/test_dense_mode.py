@@ -18,11 +18,11 @@ def every_query_with_autograd(self, x, routing):
     return self._delta(x, routing.queries)
 
 
-def dense_model(name, drop_path_rate):
+def dense_model(name, drop_path_rate, granularities=(1, 2, 4)):
     torch.manual_seed(0)
     cls, kw = BACKBONES[name]
     model = cls(**kw, drop_path_rate=drop_path_rate,
-                dge_cfg=dict(granularities=(1, 2, 4), train_mode='dense'))
+                dge_cfg=dict(granularities=granularities, train_mode='dense'))
     model.init_weights()
     randomize_routers(model)
     return model.double().train()
@@ -56,6 +56,23 @@ def test_dense_gradients_equal_every_query_with_autograd(name, drop_path_rate, m
     for k in grads:
         torch.testing.assert_close(grads[k], ref_grads[k], msg=k)
     torch.testing.assert_close(after, ref_after)  # the pass draws what the plain one does
+
+
+@pytest.mark.parametrize('name', ['PVT', 'DeiT'])
+def test_dense_gradients_where_a_block_skips_every_region(name, monkeypatch):
+    # the last block chooses no map query (PVT: none at all); its weights still get their
+    # gradient, and it draws its masks as the plain pass does
+    model = dense_model(name, 0.5, granularities=(0, 1, 2, 4))
+    model.dge_modules()[-1].force_choice = 0
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    _, grads, after = loss_and_grads(model, x)
+    with monkeypatch.context() as m:
+        m.setattr(SparseQueryBlock, '_dense_delta', every_query_with_autograd)
+        _, ref_grads, ref_after = loss_and_grads(model, x)
+    assert grads.keys() == ref_grads.keys()
+    for k in grads:
+        torch.testing.assert_close(grads[k], ref_grads[k], msg=k)
+    torch.testing.assert_close(after, ref_after)
 
 
 def test_dense_mode_keeps_the_activations_of_the_chosen_queries_only(monkeypatch):

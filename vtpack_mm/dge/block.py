@@ -89,12 +89,15 @@ class SparseQueryBlock(BaseModule):
         The gradients are those of running every query with autograd
         (``tests/test_dge/test_dense_mode.py``). Both passes start from the same random
         state, so they draw the same stochastic-depth masks (dropout inside the block,
-        where configured, draws differently in the second).
+        where configured, draws differently in the second). Under ``with_cp`` the backward
+        pass recomputes both passes, the one without autograd included.
         """
         split = routing.split
         C = x.shape[-1]
         state = _rng_state(x.device)
-        chosen = self._delta(x, split.chosen) if split.chosen.num_queries else x.new_zeros(0, C)
+        # run even without queries: the block's weights stay in the graph (DDP expects a
+        # gradient for each) and it draws its random masks as the plain pass would
+        chosen = self._delta(x, split.chosen)
         every = x.new_empty(routing.queries.num_queries, C, requires_grad=False)
         if split.others.num_queries:
             with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):

@@ -152,8 +152,10 @@ class DynamicGrainedEncoder(BaseModule):
             split = None
             if self.train_mode == 'dense':
                 queries = dense_queries(geo, B, E, gate, choice)
-                chosen, others = sparse_queries(geo, choice, E), unchosen_queries(geo, choice, E)
-                split = DenseSplit(chosen, dense_rows(chosen), others, dense_rows(others))
+                if torch.is_grad_enabled():  # what the block runs with and without autograd
+                    chosen = sparse_queries(geo, choice, E)
+                    others = unchosen_queries(geo, choice, E)
+                    split = DenseSplit(chosen, dense_rows(chosen), others, dense_rows(others))
             else:
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
