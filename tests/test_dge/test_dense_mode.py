@@ -38,24 +38,31 @@ def loss_and_grads(model, x):
     return loss.detach(), grads, after
 
 
-@pytest.mark.parametrize('name', list(BACKBONES))
-@pytest.mark.parametrize('drop_path_rate', [0.0, 0.5])
-def test_dense_gradients_equal_every_query_with_autograd(name, drop_path_rate, monkeypatch):
-    model = dense_model(name, drop_path_rate)
-    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+def assert_same_as_plain_pass(model, x, monkeypatch):
+    """The loss, every gradient and the random stream afterwards equal those of the plain
+    pass; returns the gradients."""
     loss, grads, after = loss_and_grads(model, x)
-    choices = torch.cat([e.last_choice.flatten() for e in model.dge_modules()])
-    assert len(set(choices.tolist())) == 3  # every granularity chosen somewhere
     with monkeypatch.context() as m:
         m.setattr(SparseQueryBlock, '_dense_delta', every_query_with_autograd)
         ref_loss, ref_grads, ref_after = loss_and_grads(model, x)
     torch.testing.assert_close(loss, ref_loss)
     assert grads.keys() == ref_grads.keys()
-    routers = [k for k in grads if '.router.' in k]
-    assert routers and all(grads[k].abs().sum() > 0 for k in routers)
     for k in grads:
         torch.testing.assert_close(grads[k], ref_grads[k], msg=k)
     torch.testing.assert_close(after, ref_after)  # the pass draws what the plain one does
+    return grads
+
+
+@pytest.mark.parametrize('name', list(BACKBONES))
+@pytest.mark.parametrize('drop_path_rate', [0.0, 0.5])
+def test_dense_gradients_equal_every_query_with_autograd(name, drop_path_rate, monkeypatch):
+    model = dense_model(name, drop_path_rate)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    grads = assert_same_as_plain_pass(model, x, monkeypatch)
+    choices = torch.cat([e.last_choice.flatten() for e in model.dge_modules()])
+    assert len(set(choices.tolist())) == 3  # every granularity chosen somewhere
+    routers = [k for k in grads if '.router.' in k]
+    assert routers and all(grads[k].abs().sum() > 0 for k in routers)
 
 
 @pytest.mark.parametrize('name', ['PVT', 'DeiT'])
@@ -64,15 +71,8 @@ def test_dense_gradients_where_a_block_skips_every_region(name, monkeypatch):
     # gradient, and it draws its masks as the plain pass does
     model = dense_model(name, 0.5, granularities=(0, 1, 2, 4))
     model.dge_modules()[-1].force_choice = 0
-    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    _, grads, after = loss_and_grads(model, x)
-    with monkeypatch.context() as m:
-        m.setattr(SparseQueryBlock, '_dense_delta', every_query_with_autograd)
-        _, ref_grads, ref_after = loss_and_grads(model, x)
-    assert grads.keys() == ref_grads.keys()
-    for k in grads:
-        torch.testing.assert_close(grads[k], ref_grads[k], msg=k)
-    torch.testing.assert_close(after, ref_after)
+    assert_same_as_plain_pass(model, torch.randn(2, 3, 64, 64, dtype=torch.float64),
+                              monkeypatch)
 
 
 def test_dense_mode_keeps_the_activations_of_the_chosen_queries_only(monkeypatch):

@@ -155,13 +155,18 @@ class GrainedQueries(QueryLayout):
         :class:`vtpack_mm.ops.GrainedIndex`). Not cached: a layout built under inference
         mode may be pooled again with autograd on (benchmark_ops does), and the gather
         saves its index for the backward pass."""
+        geo = self.chosen.geo
+        return self.rows_in(self.num_extra + geo.table_size, geo.patch_table_row)
+
+    def rows_in(self, per_image: int, patch_row: Tensor) -> Tensor:
+        """(T,) row of every query in a per-image table of ``per_image`` rows that holds
+        each image's E extra tokens first, then patch ``p`` at row ``E + patch_row[p]``."""
         geo, image, patch, dest, _ = self.chosen
         E, B = self.num_extra, self.batch_size
-        size = E + geo.table_size
         rows = torch.empty(self.num_queries, dtype=torch.long, device=image.device)
-        rows.index_copy_(0, dest, image * size + E + geo.patch_table_row.index_select(0, patch))
+        rows.index_copy_(0, dest, image * per_image + E + patch_row.index_select(0, patch))
         if E:
-            extra = torch.arange(B, device=image.device).repeat_interleave(E) * size + \
+            extra = torch.arange(B, device=image.device).repeat_interleave(E) * per_image + \
                 torch.arange(E, device=image.device).repeat(B)
             rows.index_copy_(0, self.extra_dest, extra)
         return rows
@@ -318,17 +323,8 @@ def dense_rows(sub: GrainedQueries) -> Tensor:
     :func:`unchosen_queries`) has in the dense layout of the same batch
     (:func:`dense_queries`: per image, its E extra tokens, then every valid patch in
     patch-list order)."""
-    geo, image, patch, dest, _ = sub.chosen
-    E, B = sub.num_extra, sub.batch_size
-    L = E + geo.num_valid_patches
-    device = image.device
-    rows = torch.empty(sub.num_queries, dtype=torch.long, device=device)
-    rows.index_copy_(0, dest, image * L + E + geo.patch_rank.index_select(0, patch))
-    if E:
-        extra = torch.arange(B, device=device).repeat_interleave(E) * L + \
-            torch.arange(E, device=device).repeat(B)
-        rows.index_copy_(0, sub.extra_dest, extra)
-    return rows
+    geo = sub.chosen.geo
+    return sub.rows_in(sub.num_extra + geo.num_valid_patches, geo.patch_rank)
 
 
 class TracedQueries(QueryLayout):
