@@ -171,6 +171,7 @@ def test_benchmark_train_reports_its_own_measurements(tmp_path):
              '--memory-steps', 1, '--profile', '--out', tmp_path / 't.json',
              tool='benchmark_train.py')
     res = json.loads((tmp_path / 't.json').read_text())
+    assert res['optimizer'] == 'fused'
     for name in ('vanilla', 'dense', 'sparse'):
         ratio = statistics.median(b / v for b, v in zip(res['times']['vanilla'],
                                                         res['times'][name]))

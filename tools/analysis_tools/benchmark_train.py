@@ -2,13 +2,16 @@
 
     python tools/analysis_tools/benchmark_train.py [--model pvt] [--arch small]
         [--size 256 256] [--batch 4] [--threads 2] [--target-beta 0.5]
-        [--warmup 1] [--repeats 5] [--profile] [--out results.json]
+        [--warmup 1] [--repeats 5] [--optimizer fused] [--profile] [--out results.json]
 
 A step is a forward pass on random images, a loss (the outputs' mean, plus the budget
-loss for DGE), the backward pass and an AdamW update. The three variants hold the same
-weights. The routers get random weights and a logit shift calibrated in eval mode so that
-the images reach --target-beta; training adds Gumbel noise, so the beta of the timed steps
-is measured and reported.
+loss for DGE), the backward pass and an AdamW update. --optimizer picks PyTorch's
+implementation of AdamW: 'fused' (the default, the fastest on CPU), 'foreach', or 'loop'
+(one parameter at a time, what PyTorch runs on CPU unless told otherwise). The update
+costs every variant the same and the FLOPs floor below leaves it out. The three variants
+hold the same weights. The routers get random weights and a logit shift calibrated in
+eval mode so that the images reach --target-beta; training adds Gumbel noise, so the beta
+of the timed steps is measured and reported.
 
 Time: the variants' steps timed round-robin; medians and paired ratios (vanilla / variant).
 FLOPs floor: the vanilla step's FLOPs over the variant's: the speed-up the step would have
@@ -49,6 +52,8 @@ from vtpack_mm.dge import budget_loss, dge_encoders, last_complexity
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
 VARIANTS = ('vanilla', 'dense', 'sparse')
+OPTIMIZERS = dict(fused=dict(fused=True), foreach=dict(foreach=True),
+                  loop=dict(foreach=False, fused=False))
 
 
 def parse_args(argv=None):
@@ -62,6 +67,8 @@ def parse_args(argv=None):
     parser.add_argument('--target-beta', type=float, default=0.5)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--optimizer', choices=OPTIMIZERS, default='fused',
+                        help="AdamW's implementation (default fused)")
     parser.add_argument('--memory-steps', type=int, default=2,
                         help='steps run in each memory-measuring process')
     parser.add_argument('--no-memory', action='store_true', help='skip the memory processes')
@@ -115,8 +122,8 @@ def step_flops_of(forward: dict) -> dict:
 PHASES = ('forward', 'backward', 'optimizer')
 
 
-def stepper(model, x, target):
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+def stepper(model, x, target, optimizer='fused'):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, **OPTIMIZERS[optimizer])
 
     def step():
         # the labels name the phases in a profile (--profile); outside one they cost nothing
@@ -160,7 +167,7 @@ def measure_memory(args):
     """In this process: the peak RSS growth (MiB) over ``--memory-steps`` steps of one
     variant."""
     models, x, _ = build(args)
-    step = stepper(models[args.memory_of], x, args.target_beta)
+    step = stepper(models[args.memory_of], x, args.target_beta, args.optimizer)
     models = {args.memory_of: models[args.memory_of]}  # drop the others before measuring
     step()  # the optimizer's moments exist from here on, in every variant alike
     before = rss_kib('VmRSS')
@@ -175,7 +182,7 @@ def memory_in_subprocess(args, variant):
     cmd = [sys.executable, __file__, '--memory-of', variant, '--model', args.model, '--arch',
            args.arch, '--size', *map(str, args.size), '--batch', str(args.batch),
            '--target-beta', str(args.target_beta), '--memory-steps', str(args.memory_steps),
-           '--granularities', *map(str, args.granularities)]
+           '--granularities', *map(str, args.granularities), '--optimizer', args.optimizer]
     if args.threads:
         cmd += ['--threads', str(args.threads)]
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072', MALLOC_TRIM_THRESHOLD_='131072')
@@ -206,7 +213,8 @@ def main(argv=None):
         torch.manual_seed(2)
         saved[name] = saved_for_backward(lambda: loss_of(m, x, args.target_beta),
                                          exclude=[*m.parameters(), *m.buffers()]) / 2**20
-    steps = {name: stepper(m, x, args.target_beta) for name, m in models.items()}
+    steps = {name: stepper(m, x, args.target_beta, args.optimizer)
+             for name, m in models.items()}
     times = time_variants(steps, args.warmup, args.repeats, grad=True, progress=True)
     betas = {}
     for name in VARIANTS[1:]:
@@ -219,13 +227,15 @@ def main(argv=None):
     profiles = {v: profile_steps(steps[v]) for v in VARIANTS} if args.profile else {}
     results = dict(processor=platform.processor() or platform.machine(),
                    threads=torch.get_num_threads(), model=args.model, arch=args.arch,
-                   size=args.size, batch=args.batch, logit_shift=shift, train_beta=betas,
+                   size=args.size, batch=args.batch, optimizer=args.optimizer,
+                   logit_shift=shift, train_beta=betas,
                    forward_flops=flops, step_flops=step_flops,
                    flops_floor_speedup=floor, speedup=paired,
                    peak_memory_growth_mib=memory, saved_activations_mib=saved, stats=stats,
                    times=times, profile=profiles)
     print(f'\n{args.model}-{args.arch} training step, batch {args.batch} at '
-          f'{args.size[0]}x{args.size[1]}, {torch.get_num_threads()} threads; training beta '
+          f'{args.size[0]}x{args.size[1]}, {torch.get_num_threads()} threads, {args.optimizer} '
+          f'AdamW; training beta '
           + ', '.join(f'{k} {v:.3f}' for k, v in betas.items()))
     print(f'{"variant":>8s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s} '
           f'{"FLOPs floor":>11s} {"of floor":>9s} {"peak MiB":>9s} {"saved MiB":>10s}')

@@ -1,5 +1,5 @@
 """The generic mechanism that makes a vanilla encoder block optionally dynamic-grained."""
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -38,9 +38,10 @@ class BlockCost(NamedTuple):
 class SparseQueryBlock(BaseModule):
     """Base of encoder blocks that compute sparse queries against dense keys/values.
 
-    A subclass defines :meth:`forward_queries` (queries ``q`` (T, C) packed as ``queries``
-    says, keys/values from the dense tokens ``x`` (B, N, C)) and :meth:`query_macs` (its
-    cost for N inputs and Q queries). :meth:`forward` runs the vanilla block (every token a
+    A subclass defines :meth:`dense_inputs` (what the queries read from the dense tokens
+    ``x`` (B, N, C): their keys/values), :meth:`forward_queries` (queries ``q`` (T, C)
+    packed as ``queries`` says, against those) and :meth:`query_macs` (its cost for N
+    inputs and Q queries). :meth:`forward` runs the vanilla block (every token a
     query) or, with ``dge_cfg``, the same code on the Dynamic Grained Encoder's queries:
     route, pool, run the block, un-pool. It returns the output with the pass's
     :class:`BlockCost`.
@@ -59,7 +60,14 @@ class SparseQueryBlock(BaseModule):
         if dge_cfg is not None:
             self.dge = DynamicGrainedEncoder(embed_dims, **dge_cfg)
 
-    def forward_queries(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
+    def dense_inputs(self, x: Tensor, hw) -> Any:
+        """What every query reads from the dense tokens ``x`` (B, N, C), e.g. its keys and
+        values: computed once per pass, and shared by dense training's two passes. Default
+        ``x`` itself."""
+        return x
+
+    def forward_queries(self, q: Tensor, queries: QueryLayout, kv: Any) -> Tensor:
+        """The block on the queries ``q`` (T, C); ``kv`` is :meth:`dense_inputs`' result."""
         raise NotImplementedError
 
     def query_macs(self, num_inputs: int, num_queries: Number, hw) -> Number:
@@ -70,14 +78,14 @@ class SparseQueryBlock(BaseModule):
         norm the vanilla pass shares between queries and keys). Default none."""
         return 0
 
-    def _delta(self, x: Tensor, queries: QueryLayout) -> Tensor:
+    def _delta(self, x: Tensor, queries: QueryLayout, kv: Any) -> Tensor:
         """(T, C) the change every query undergoes in the block."""
         q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
-        q1 = self.forward_queries(q0, queries, x)  # 3. the block, keys/values dense
+        q1 = self.forward_queries(q0, queries, kv)  # 3. the block, keys/values dense
         # the block's output is a fresh tensor: without autograd it holds the delta in place
         return q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
 
-    def _dense_delta(self, x: Tensor, routing: Routing) -> Tensor:
+    def _dense_delta(self, x: Tensor, routing: Routing, kv: Any) -> Tensor:
         """Dense training: the change of every granularity's queries, of which only the
         chosen ones carry autograd.
 
@@ -86,7 +94,8 @@ class SparseQueryBlock(BaseModule):
         needs only their values. So the chosen queries run with autograd and the others
         without, each as a layout of its own (:class:`~vtpack_mm.dge.encoder.DenseSplit`):
         the activations kept and the backward pass are those of the chosen queries alone.
-        The gradients are those of running every query with autograd
+        Both read the same keys/values ``kv``, computed once with autograd. The gradients
+        are those of running every query with autograd
         (``tests/test_dge/test_dense_mode.py``). Both passes start from the same random
         state, so they draw the same stochastic-depth masks (dropout inside the block,
         where configured, draws differently in the second). Under ``with_cp`` the backward
@@ -97,12 +106,12 @@ class SparseQueryBlock(BaseModule):
         state = _rng_state(x.device)
         # run even without queries: the block's weights stay in the graph (DDP expects a
         # gradient for each) and it draws its random masks as the plain pass would
-        chosen = self._delta(x, split.chosen)
+        chosen = self._delta(x, split.chosen, kv)
         every = x.new_empty(routing.queries.num_queries, C, requires_grad=False)
         if split.others.num_queries:
             with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):
                 _set_rng_state(x.device, state)
-                every.index_copy_(0, split.other_rows, self._delta(x, split.others))
+                every.index_copy_(0, split.other_rows, self._delta(x, split.others, kv))
         return every.index_copy(0, split.chosen_rows, chosen)
 
     def forward(self, x: Tensor, hw) -> Tuple[Tensor, BlockCost]:
@@ -112,17 +121,18 @@ class SparseQueryBlock(BaseModule):
         static = self.query_macs(N, N, hw)
         # 1. route: which granularity each region takes, and the queries that makes
         routing = self.dge(x, hw) if self.dge is not None else None
+        kv = self.dense_inputs(x, hw)  # keys/values: every token, whatever the queries
         if routing is None or not routing.pooled:  # every token a query
             queries = routing.queries if routing else DenseQueries(B, hw, N - hw[0] * hw[1])
-            y = self.forward_queries(x.reshape(B * N, C), queries, x).view(B, N, C)
+            y = self.forward_queries(x.reshape(B * N, C), queries, kv).view(B, N, C)
             if routing is None:
                 return y, BlockCost(static, static)
         else:
             queries = routing.queries
             if routing.split is not None and torch.is_grad_enabled():
-                delta = self._dense_delta(x, routing)
+                delta = self._dense_delta(x, routing, kv)
             else:
-                delta = self._delta(x, queries)
+                delta = self._delta(x, queries, kv)
             # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)

@@ -97,9 +97,10 @@ class SpatialReductionAttention(BaseModule):
         kv = self.kv(x).view(B, Nk, 2, self.num_heads, C // self.num_heads)
         return kv.permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
-        """q: (T, C) normed queries; x: (B, N, C) normed tokens; returns (T, C)."""
-        k, v = self.keys_values(x, queries.hw)
+    def forward(self, q: Tensor, queries: QueryLayout, kv) -> Tensor:
+        """q: (T, C) normed queries; kv: :meth:`keys_values` of the normed tokens; returns
+        (T, C)."""
+        k, v = kv
         drop = self.attn_drop if self.training else 0.0
         q = self.q(q)
         if queries.uniform or device_kind(q) != 'cpu':
@@ -180,11 +181,18 @@ class DeformablePointAttention(BaseModule):
         with torch.no_grad():
             self.offsets.bias.copy_((direction[:, None] * steps[None, :, None]).flatten())
 
-    def forward(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
+    def keys_values(self, x: Tensor, hw) -> Tensor:
+        """(B, N, C) normed tokens -> the value map (B, H*W, heads, C / heads)."""
         B, N, C = x.shape
+        H, W = hw
+        return self.v(x[:, N - H * W:]).view(B, H * W, self.num_heads, C // self.num_heads)
+
+    def forward(self, q: Tensor, queries: QueryLayout, value: Tensor) -> Tensor:
+        """q: (T, C) normed queries; value: :meth:`keys_values` of the normed tokens;
+        returns (T, C)."""
+        B = value.shape[0]
         H, W = queries.hw
         h, P = self.num_heads, self.num_points
-        value = self.v(x[:, N - H * W:]).view(B, H * W, h, C // h)
         ref = queries.query_xy(q.device, q.dtype)  # (T, 2)
         xy = ref[:, None, None] + self.offsets(q).view(-1, h, P, 2)
         if self.training and self.offset_grad_scale != 1.0:

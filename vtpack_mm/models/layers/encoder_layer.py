@@ -14,11 +14,12 @@ ATTENTIONS = dict(sra=SpatialReductionAttention, deform=DeformablePointAttention
 class EncoderLayer(SparseQueryBlock):
     """Pre-norm encoder layer: ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``.
 
-    Queries go through ``norm1 -> attention -> norm2 -> FFN``; keys/values are the dense
-    ``norm1(x)``. With ``dge_cfg`` the queries are the Dynamic Grained Encoder's pooled
-    patches, otherwise every token. Its forward is :meth:`SparseQueryBlock.forward
-    <vtpack_mm.dge.SparseQueryBlock.forward>` (route, pool, :meth:`forward_queries`,
-    un-pool), shared by every block that runs sparse queries against dense keys/values.
+    Queries go through ``norm1 -> attention -> norm2 -> FFN``; keys/values come from the
+    dense ``norm1(x)`` (:meth:`dense_inputs`). With ``dge_cfg`` the queries are the Dynamic
+    Grained Encoder's pooled patches, otherwise every token. Its forward is
+    :meth:`SparseQueryBlock.forward <vtpack_mm.dge.SparseQueryBlock.forward>` (route, pool,
+    :meth:`forward_queries`, un-pool), shared by every block that runs sparse queries
+    against dense keys/values.
 
     Args:
         embed_dims: channels C.
@@ -59,10 +60,15 @@ class EncoderLayer(SparseQueryBlock):
             raise ValueError(f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
         self.drop_path_rate = float(drop_path_rate)
 
-    def forward_queries(self, q: Tensor, queries: QueryLayout, x: Tensor) -> Tensor:
-        kv_in = self.norm1(x)
-        q_in = kv_in.view_as(q) if isinstance(queries, DenseQueries) else self.norm1(q)
-        q = q + self.drop_path(self.attn(q_in, queries, kv_in), queries)
+    def dense_inputs(self, x: Tensor, hw):
+        """``norm1(x)`` and the attention's keys/values of it."""
+        normed = self.norm1(x)
+        return normed, self.attn.keys_values(normed, hw)
+
+    def forward_queries(self, q: Tensor, queries: QueryLayout, kv) -> Tensor:
+        normed, attn_kv = kv
+        q_in = normed.view_as(q) if isinstance(queries, DenseQueries) else self.norm1(q)
+        q = q + self.drop_path(self.attn(q_in, queries, attn_kv), queries)
         return q + self.drop_path(self.ffn(self.norm2(q)), queries)
 
     def drop_path(self, branch: Tensor, queries: QueryLayout) -> Tensor:
