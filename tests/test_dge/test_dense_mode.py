@@ -13,10 +13,9 @@ BACKBONES = dict(
     DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')))
 
 
-def every_query_with_autograd(self, x, routing, kv):
-    """The plain dense pass: every granularity's queries through the block with autograd,
-    against keys/values of its own."""
-    return self._delta(x, routing.queries, self.dense_inputs(x, routing.queries.hw))
+def every_query_with_autograd(self, x, routing):
+    """The plain dense pass: every granularity's queries through the block with autograd."""
+    return self._delta(x, routing.queries)[0]
 
 
 def dense_model(name, drop_path_rate, granularities=(1, 2, 4)):

@@ -6,7 +6,7 @@
 
 A step is a forward pass on random images, a loss (the outputs' mean, plus the budget
 loss for DGE), the backward pass and an AdamW update. --optimizer picks PyTorch's
-implementation of AdamW: 'fused' (the default, the fastest on CPU), 'foreach', or 'loop'
+implementation of AdamW: 'fused' (the default), 'foreach', or 'loop'
 (one parameter at a time, what PyTorch runs on CPU unless told otherwise). The update
 costs every variant the same and the FLOPs floor below leaves it out. The three variants
 hold the same weights. The routers get random weights and a logit shift calibrated in

@@ -38,9 +38,9 @@ class BlockCost(NamedTuple):
 class SparseQueryBlock(BaseModule):
     """Base of encoder blocks that compute sparse queries against dense keys/values.
 
-    A subclass defines :meth:`dense_inputs` (what the queries read from the dense tokens
-    ``x`` (B, N, C): their keys/values), :meth:`forward_queries` (queries ``q`` (T, C)
-    packed as ``queries`` says, against those) and :meth:`query_macs` (its cost for N
+    A subclass defines :meth:`forward_queries` (queries ``q`` (T, C) packed as ``queries``
+    says, against what :meth:`dense_inputs` computes from the dense tokens ``x`` (B, N, C),
+    e.g. their keys/values; by default ``x`` itself) and :meth:`query_macs` (its cost for N
     inputs and Q queries). :meth:`forward` runs the vanilla block (every token a
     query) or, with ``dge_cfg``, the same code on the Dynamic Grained Encoder's queries:
     route, pool, run the block, un-pool. It returns the output with the pass's
@@ -66,8 +66,9 @@ class SparseQueryBlock(BaseModule):
         ``x`` itself."""
         return x
 
-    def forward_queries(self, q: Tensor, queries: QueryLayout, kv: Any) -> Tensor:
-        """The block on the queries ``q`` (T, C); ``kv`` is :meth:`dense_inputs`' result."""
+    def forward_queries(self, q: Tensor, queries: QueryLayout, dense: Any) -> Tensor:
+        """The block on the queries ``q`` (T, C); ``dense`` is :meth:`dense_inputs`'
+        result."""
         raise NotImplementedError
 
     def query_macs(self, num_inputs: int, num_queries: Number, hw) -> Number:
@@ -78,14 +79,21 @@ class SparseQueryBlock(BaseModule):
         norm the vanilla pass shares between queries and keys). Default none."""
         return 0
 
-    def _delta(self, x: Tensor, queries: QueryLayout, kv: Any) -> Tensor:
-        """(T, C) the change every query undergoes in the block."""
+    def _delta(self, x: Tensor, queries: QueryLayout,
+               dense: Any = None) -> Tuple[Tensor, Any]:
+        """(T, C) the change every query undergoes in the block, and the
+        :meth:`dense_inputs` it read (computed here unless given)."""
         q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
-        q1 = self.forward_queries(q0, queries, kv)  # 3. the block, keys/values dense
+        if dense is None:
+            # after the pooling, as the block always did: autograd sums the gradients that
+            # reach x in the reverse order of their uses, so this order keeps float32
+            # training results bitwise those of earlier versions
+            dense = self.dense_inputs(x, queries.hw)
+        q1 = self.forward_queries(q0, queries, dense)  # 3. the block, keys/values dense
         # the block's output is a fresh tensor: without autograd it holds the delta in place
-        return q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0
+        return (q1.sub_(q0) if not torch.is_grad_enabled() else q1 - q0), dense
 
-    def _dense_delta(self, x: Tensor, routing: Routing, kv: Any) -> Tensor:
+    def _dense_delta(self, x: Tensor, routing: Routing) -> Tensor:
         """Dense training: the change of every granularity's queries, of which only the
         chosen ones carry autograd.
 
@@ -94,8 +102,9 @@ class SparseQueryBlock(BaseModule):
         needs only their values. So the chosen queries run with autograd and the others
         without, each as a layout of its own (:class:`~vtpack_mm.dge.encoder.DenseSplit`):
         the activations kept and the backward pass are those of the chosen queries alone.
-        Both read the same keys/values ``kv``, computed once with autograd. The gradients
-        are those of running every query with autograd
+        Both read the same :meth:`dense_inputs` (the keys/values), computed once, with
+        autograd, in the first. The gradients are those of running every query with
+        autograd
         (``tests/test_dge/test_dense_mode.py``). Both passes start from the same random
         state, so they draw the same stochastic-depth masks (dropout inside the block,
         where configured, draws differently in the second). Under ``with_cp`` the backward
@@ -106,12 +115,13 @@ class SparseQueryBlock(BaseModule):
         state = _rng_state(x.device)
         # run even without queries: the block's weights stay in the graph (DDP expects a
         # gradient for each) and it draws its random masks as the plain pass would
-        chosen = self._delta(x, split.chosen, kv)
+        chosen, dense = self._delta(x, split.chosen)
         every = x.new_empty(routing.queries.num_queries, C, requires_grad=False)
         if split.others.num_queries:
             with torch.no_grad(), torch.random.fork_rng(devices=_cuda_devices(x.device)):
                 _set_rng_state(x.device, state)
-                every.index_copy_(0, split.other_rows, self._delta(x, split.others, kv))
+                others, _ = self._delta(x, split.others, dense)
+                every.index_copy_(0, split.other_rows, others)
         return every.index_copy(0, split.chosen_rows, chosen)
 
     def forward(self, x: Tensor, hw) -> Tuple[Tensor, BlockCost]:
@@ -121,18 +131,18 @@ class SparseQueryBlock(BaseModule):
         static = self.query_macs(N, N, hw)
         # 1. route: which granularity each region takes, and the queries that makes
         routing = self.dge(x, hw) if self.dge is not None else None
-        kv = self.dense_inputs(x, hw)  # keys/values: every token, whatever the queries
         if routing is None or not routing.pooled:  # every token a query
             queries = routing.queries if routing else DenseQueries(B, hw, N - hw[0] * hw[1])
-            y = self.forward_queries(x.reshape(B * N, C), queries, kv).view(B, N, C)
+            dense = self.dense_inputs(x, hw)
+            y = self.forward_queries(x.reshape(B * N, C), queries, dense).view(B, N, C)
             if routing is None:
                 return y, BlockCost(static, static)
         else:
             queries = routing.queries
             if routing.split is not None and torch.is_grad_enabled():
-                delta = self._dense_delta(x, routing, kv)
+                delta = self._dense_delta(x, routing)
             else:
-                delta = self._delta(x, queries, kv)
+                delta, _ = self._delta(x, queries)
             # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)

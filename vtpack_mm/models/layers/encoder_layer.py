@@ -65,8 +65,8 @@ class EncoderLayer(SparseQueryBlock):
         normed = self.norm1(x)
         return normed, self.attn.keys_values(normed, hw)
 
-    def forward_queries(self, q: Tensor, queries: QueryLayout, kv) -> Tensor:
-        normed, attn_kv = kv
+    def forward_queries(self, q: Tensor, queries: QueryLayout, dense) -> Tensor:
+        normed, attn_kv = dense
         q_in = normed.view_as(q) if isinstance(queries, DenseQueries) else self.norm1(q)
         q = q + self.drop_path(self.attn(q_in, queries, attn_kv), queries)
         return q + self.drop_path(self.ffn(self.norm2(q)), queries)
