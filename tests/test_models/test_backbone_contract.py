@@ -110,6 +110,17 @@ def test_bad_configuration_errors():
         vtpack_mm.PVT(arch='tiny', out_type='cls_token')
 
 
+def test_attention_called_with_the_tokens_names_what_it_takes():
+    # the attentions take what keys_values computed from the tokens, not the tokens
+    from vtpack_mm.dge import DenseQueries
+    from vtpack_mm.models.layers import SpatialReductionAttention
+    x, queries = torch.randn(1, 16, 8), DenseQueries(1, (4, 4), 0)
+    for attn in (SpatialReductionAttention(8, 2, sr_ratio=2), DeformablePointAttention(8, 2)):
+        with pytest.raises(TypeError, match='keys_values'):
+            attn(x.view(16, 8), queries, x)
+        assert attn(x.view(16, 8), queries, attn.keys_values(x, (4, 4))).shape == (16, 8)
+
+
 def test_image_smaller_than_the_stride():
     model = vtpack_mm.PVT(arch='tiny', dge_cfg=DGE).eval()
     with pytest.raises(ValueError, match=r'input too small.*at least 32x32'):

@@ -100,6 +100,9 @@ class SpatialReductionAttention(BaseModule):
     def forward(self, q: Tensor, queries: QueryLayout, kv) -> Tensor:
         """q: (T, C) normed queries; kv: :meth:`keys_values` of the normed tokens; returns
         (T, C)."""
+        if torch.is_tensor(kv):
+            raise TypeError('SpatialReductionAttention.forward takes the keys/values '
+                            '(k, v) of keys_values(tokens, hw), not the tokens')
         k, v = kv
         drop = self.attn_drop if self.training else 0.0
         q = self.q(q)
@@ -190,6 +193,10 @@ class DeformablePointAttention(BaseModule):
     def forward(self, q: Tensor, queries: QueryLayout, value: Tensor) -> Tensor:
         """q: (T, C) normed queries; value: :meth:`keys_values` of the normed tokens;
         returns (T, C)."""
+        if value.dim() != 4:
+            raise TypeError(f'DeformablePointAttention.forward takes the value map (B, H*W, '
+                            f'heads, C / heads) of keys_values(tokens, hw), got a tensor of '
+                            f'shape {tuple(value.shape)}')
         B = value.shape[0]
         H, W = queries.hw
         h, P = self.num_heads, self.num_points
