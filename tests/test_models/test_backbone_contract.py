@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 import vtpack_mm
-from vtpack_mm.models.layers import DeformablePointAttention
+from vtpack_mm.dge import DenseQueries
+from vtpack_mm.models.layers import DeformablePointAttention, SpatialReductionAttention
 
 DGE = dict(granularities=(1, 2, 4))
 BACKBONES = [(vtpack_mm.PVT, dict(arch='tiny')), (vtpack_mm.DPVT, dict(arch='tiny')),
@@ -112,8 +113,6 @@ def test_bad_configuration_errors():
 
 def test_attention_called_with_the_tokens_names_what_it_takes():
     # the attentions take what keys_values computed from the tokens, not the tokens
-    from vtpack_mm.dge import DenseQueries
-    from vtpack_mm.models.layers import SpatialReductionAttention
     x, queries = torch.randn(1, 16, 8), DenseQueries(1, (4, 4), 0)
     for attn in (SpatialReductionAttention(8, 2, sr_ratio=2), DeformablePointAttention(8, 2)):
         with pytest.raises(TypeError, match='keys_values'):
