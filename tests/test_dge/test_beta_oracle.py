@@ -102,3 +102,51 @@ def test_beta_equals_an_independent_count(cls, kind, kw):
         assert meter.total_static() == pytest.approx(static, rel=1e-4)
         assert float(meter.total_dynamic()[image]) == pytest.approx(dynamic, rel=1e-4)
         assert float(meter.ratio()[image]) == pytest.approx(dynamic / static, rel=1e-4)
+
+
+def _deit_with_random_routers():
+    torch.manual_seed(0)
+    model = vtpack_mm.DeiT(arch=dict(embed_dims=96, depth=2, num_heads=3, mlp_ratio=4),
+                           img_size=224, out_type='featmap', dge_cfg=dict(granularities=PHIS))
+    for m in model.dge_modules():
+        m.router.gate.weight.data.normal_(0, 0.5)
+        m.router.gate.bias.data.normal_(0, 1.0)
+    return model
+
+
+def _force(model, choices):
+    for m, c in zip(model.dge_modules(), choices):
+        m.force_choice = c.flatten(1)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_beta_of_a_half_precision_model_is_exact(dtype):
+    # a layer's cost is ~1e8 MACs: beyond float16's range (65504) and rounded to 1 % in
+    # bfloat16, so the record must not take the tokens' dtype
+    model = _deit_with_random_routers().eval()
+    x = torch.randn(2, 3, 224, 176)
+    with torch.no_grad():
+        model(x)
+        want = model.last_complexity.ratio()
+        _force(model, [m.last_choice for m in model.dge_modules()])
+        model.to(dtype)(x.to(dtype))
+    got = model.last_complexity.ratio()
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want)
+
+
+def test_training_beta_under_bfloat16_autocast_is_exact():
+    # the gate comes out of a bfloat16 softmax under autocast; the query count it weighs
+    # is still an exact float32 count
+    model = _deit_with_random_routers().train()
+    x = torch.randn(2, 3, 224, 176)
+    with torch.no_grad():
+        model(x)
+    _force(model, [m.last_choice for m in model.dge_modules()])
+    model(x)
+    want = model.last_complexity.ratio()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        model(x)
+    got = model.last_complexity.ratio()
+    assert got.dtype == torch.float32 and got.requires_grad
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)

@@ -77,3 +77,39 @@ def test_set_logit_shift_reaches_every_router_through_a_wrapper():
     assert all(e.router.shift == 4.0 for e in dge_encoders(m))
     m(x)
     assert last_complexity(m).ratio().item() < before  # coarser choices: fewer queries
+
+
+def test_router_follows_every_change_of_shift_dtype_and_device():
+    from vtpack_mm.dge import GrainedRouter
+    router = GrainedRouter(8, (0, 1, 2, 4))
+    torch.nn.init.normal_(router.gate.weight)
+    feats = torch.randn(2, 5, 8)
+    saving = torch.tensor([1.0, 0.0, 0.75, 0.9375])
+    for shift in (1.5, 1.5, -2.0, 0.0, 0.1):
+        router.shift = shift
+        assert torch.equal(router(feats), router.gate(feats) + shift * saving)
+    router.double()  # the same shift, now in float64 (0.1 * saving rounds differently)
+    got = router(feats.double())
+    assert got.dtype == torch.float64
+    assert torch.equal(got, router.gate(feats.double()) + 0.1 * saving.double())
+    router.to('meta')
+    assert router(feats.to('meta')).device.type == 'meta'
+
+
+def test_training_after_a_pass_under_inference_mode():
+    # the first pass builds the map's index tables and the router's shift term; built
+    # under torch.inference_mode they would be inference tensors, which a training pass
+    # must not save for its backward pass
+    from vtpack_mm.dge import set_logit_shift
+    torch.manual_seed(0)
+    m = vtpack_mm.DeiT(arch=dict(embed_dims=48, depth=2, num_heads=3, mlp_ratio=2),
+                       img_size=64, dge_cfg=dict(granularities=(1, 2, 4)))
+    for e in dge_encoders(m):
+        torch.nn.init.normal_(e.router.gate.weight, std=1.0)
+    set_logit_shift(m, 1.0)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        m.eval()(x)
+    out = m.train()(x)
+    sum(o.mean() for o in out).backward()
+    assert all(e.router.gate.weight.grad is not None for e in dge_encoders(m))

@@ -150,3 +150,22 @@ def test_backend_selection():
     with use_triton_on_cpu():
         assert ext.backend(x) is triton_kernels
     assert ext.backend(x, torch.zeros(1, device='meta')) is None  # mixed devices
+
+
+def test_extra_rows_follow_batch_and_extra_count_on_one_geometry():
+    # the extra tokens' kernel rows are kept per (B, E) on the map's geometry
+    geo = RegionGeometry((5, 7), (1, 2, 4), 4)
+    g = torch.Generator().manual_seed(0)
+    for B, E in [(2, 1), (3, 1), (2, 2), (1, 0), (2, 1)]:
+        choice = torch.randint(0, 3, (B, geo.num_regions), generator=g)
+        qs = sparse_queries(geo, choice, E)
+        meta = qs.meta()
+        extra = meta.index_select(0, qs.extra_dest)
+        want = torch.tensor([[b, e, 0, 0, 0] for b in range(B) for e in range(E)],
+                            dtype=torch.long).view(B * E, 5)
+        assert torch.equal(extra, want)
+        x = torch.randn(B, E + 35, 3, generator=g, dtype=torch.float64)
+        with use_kernels(True):
+            got = qs.pool(x)
+        with use_kernels(False):
+            torch.testing.assert_close(got, qs.pool(x), rtol=1e-12, atol=1e-12)

@@ -146,7 +146,12 @@ class SparseQueryBlock(BaseModule):
             # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)
-        dynamic = self.query_macs(N, routing.num_queries, hw) + router
-        if routing.pooled:
-            dynamic = dynamic + self.pooled_query_macs(routing.num_queries)
+        if routing.counts is not None:  # inference: each image's count costed on the host
+            pooled = self.pooled_query_macs if routing.pooled else (lambda n: 0)
+            dynamic = routing.num_queries.new_tensor(
+                [self.query_macs(N, n, hw) + router + pooled(n) for n in routing.counts])
+        else:  # a (B,) tensor, differentiable through the gates in training
+            dynamic = self.query_macs(N, routing.num_queries, hw) + router
+            if routing.pooled:
+                dynamic = dynamic + self.pooled_query_macs(routing.num_queries)
         return y, BlockCost(static + router, dynamic, routing)

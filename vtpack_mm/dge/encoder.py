@@ -1,6 +1,6 @@
 """The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
 import inspect
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from mmengine.model import BaseModule
@@ -35,13 +35,18 @@ class Routing(NamedTuple):
     training the gate-weighted count, differentiable through the straight-through gate);
     ``pooled``: False when every region took phi = 1 and the block runs on the tokens
     themselves (no pooling, no un-pooling); ``split``: in dense training, the
-    :class:`DenseSplit` of ``queries``, else None.
+    :class:`DenseSplit` of ``queries``, else None; ``counts``: at inference, the same
+    counts as ``num_queries`` as B ints on the host (the block costs them in Python, where
+    they are exact), else None. ``num_queries`` is float32 (float64 for float64 tokens)
+    whatever the tokens' dtype: a cost of 1e9 MACs overflows float16 and is off by 1 % in
+    bfloat16.
     """
     queries: QueryLayout
     choice: Tensor
     num_queries: Tensor
     pooled: bool
     split: Optional[DenseSplit] = None
+    counts: Optional[List[int]] = None
 
 
 class DynamicGrainedEncoder(BaseModule):
@@ -141,6 +146,8 @@ class DynamicGrainedEncoder(BaseModule):
         if E < 0:
             raise ValueError(f'{N} tokens cannot hold a {H}x{W} map')
         geo = self.geometry(hw, x.device)
+        # the cost record's dtype: float32, or float64 for a float64 model
+        cost_dtype = torch.promote_types(x.dtype, torch.float32)
         traced = torch.jit.is_tracing() and not self.training
         # export: one table of patch means feeds the router (its region means are the
         # patch means of side S where S is a granularity) and the pooling
@@ -159,7 +166,7 @@ class DynamicGrainedEncoder(BaseModule):
             else:
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
-            num_queries = E + (gate * geo.region_queries.to(gate.dtype)).sum((1, 2))
+            num_queries = E + (gate.to(cost_dtype) * geo.region_queries).sum((1, 2))
             return self._routing(queries, choice, num_queries, geo, True, split)
         choice = logits.argmax(-1) if override is None else override
         if traced:  # export: the routing stays in the graph
@@ -167,10 +174,13 @@ class DynamicGrainedEncoder(BaseModule):
             return self._routing(queries, choice, queries.num_queries_tensor(), geo, True)
         if self._finest_is_identity and bool((choice == self._finest).all()):
             # every region at phi = 1: the queries are the tokens, no pooling needed
-            return self._routing(DenseQueries(B, hw, E), choice, x.new_full((B, ), float(N)),
-                                 geo, False)
+            counts = [N] * B
+            return self._routing(DenseQueries(B, hw, E), choice,
+                                 x.new_tensor(counts, dtype=cost_dtype), geo, False, None, counts)
         queries = sparse_queries(geo, choice, E)
-        return self._routing(queries, choice, x.new_tensor(queries.lengths), geo, True)
+        counts = queries.lengths
+        return self._routing(queries, choice, x.new_tensor(counts, dtype=cost_dtype), geo, True,
+                             None, counts)
 
     @staticmethod
     def _region_feats(x: Tensor, geo, num_extra: int, table: Optional[Tensor]) -> Tensor:
@@ -182,10 +192,11 @@ class DynamicGrainedEncoder(BaseModule):
         return table[:, num_extra + rows.start:num_extra + rows.stop]
 
     def _routing(self, queries, choice, num_queries, geo, pooled: bool,
-                 split: Optional[DenseSplit] = None) -> Routing:
+                 split: Optional[DenseSplit] = None,
+                 counts: Optional[List[int]] = None) -> Routing:
         self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
         self.last_hw = tuple(queries.hw)
-        return Routing(queries, choice, num_queries, pooled, split)
+        return Routing(queries, choice, num_queries, pooled, split, counts)
 
     def router_flops(self, hw) -> int:
         """Cost of routing one image: the gate on every region (not query dependent)."""

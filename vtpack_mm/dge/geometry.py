@@ -145,6 +145,12 @@ class RegionGeometry:
                                       **kw)[self.patch_level]
         self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
                                       torch.full_like(self.patch_k, -1))
+        # the kernels' (y0, x0, phi, branch) of each patch (GrainedQueries.meta): branch
+        # = level in dense training, 0 with one branch
+        corner = [self.patch_y0, self.patch_x0, self.patch_phi]
+        self.patch_meta = {True: torch.stack(corner + [self.patch_level], 1),
+                           False: torch.stack(corner + [torch.zeros_like(self.patch_phi)], 1)}
+        self._extra_meta = {}
         self.num_valid_patches = int(self.patch_valid.sum())
         sizes = [lv['valid_hw'][0] * lv['valid_hw'][1] for lv in self.levels]
         starts = [sum(sizes[:j]) for j in range(len(sizes))]
@@ -173,6 +179,22 @@ class RegionGeometry:
     def has_skip(self) -> bool:
         return 0 in self.granularities
 
+    def extra_meta(self, batch_size: int, num_extra: int) -> torch.Tensor:
+        """(B * E, 5) the kernels' rows of the extra tokens, image after image: (image,
+        extra index, 0, 0, 0)."""
+        key = (batch_size, num_extra)
+        rows = self._extra_meta.get(key)
+        if rows is None:
+            kw = dict(dtype=torch.long, device=self.patch_phi.device)
+            with torch.inference_mode(False):  # as the tables (GeometryCache.get)
+                rows = torch.zeros(batch_size * num_extra, 5, **kw)
+                rows[:, 0] = torch.arange(batch_size, **kw).repeat_interleave(num_extra)
+                rows[:, 1] = torch.arange(num_extra, **kw).repeat(batch_size)
+            if len(self._extra_meta) >= 8:  # a few batch sizes in use at a time
+                self._extra_meta.clear()
+            self._extra_meta[key] = rows
+        return rows
+
 
 class GeometryCache:
     """A small per-module cache of :class:`RegionGeometry` keyed by shape and device."""
@@ -189,6 +211,9 @@ class GeometryCache:
         if geo is None:
             if len(self._cache) >= self.max_entries:
                 self._cache.pop(next(iter(self._cache)))
-            geo = RegionGeometry(hw, self.granularities, self.region_size, device)
+            # normal tensors even when first asked for under torch.inference_mode: a
+            # later training pass saves some of them for its backward pass
+            with torch.inference_mode(False):
+                geo = RegionGeometry(hw, self.granularities, self.region_size, device)
             self._cache[key] = geo
         return geo

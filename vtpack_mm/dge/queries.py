@@ -176,21 +176,15 @@ class GrainedQueries(QueryLayout):
         have phi = 0 and their index in the y0 column."""
         if self._meta is None:
             geo, image, patch, dest, branch_is_level = self.chosen
-            device = image.device
-            branch = geo.patch_level[patch] if branch_is_level else torch.zeros_like(patch)
-            rows = torch.stack([image, geo.patch_y0[patch], geo.patch_x0[patch],
-                                geo.patch_phi[patch], branch], 1)
+            rows = torch.cat([image.unsqueeze(1),
+                              geo.patch_meta[branch_is_level].index_select(0, patch)], 1)
             E = self.num_extra
             if not E:  # map queries only, already in query order
                 self._meta = rows
                 return rows
-            meta = torch.empty(self.num_queries, 5, dtype=torch.long, device=device)
+            meta = rows.new_empty(self.num_queries, 5)
             meta.index_copy_(0, dest, rows)
-            B = self.batch_size
-            extra = torch.zeros(B * E, 5, dtype=torch.long, device=device)
-            extra[:, 0] = torch.arange(B, device=device).repeat_interleave(E)
-            extra[:, 1] = torch.arange(E, device=device).repeat(B)
-            meta.index_copy_(0, self.extra_dest, extra)
+            meta.index_copy_(0, self.extra_dest, geo.extra_meta(self.batch_size, E))
             self._meta = meta
         return self._meta
 

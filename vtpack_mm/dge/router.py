@@ -51,6 +51,7 @@ class GrainedRouter(nn.Module):
         self.shift = 0.0
         saving = [1.0 if g == 0 else 1.0 - 1.0 / g**2 for g in self.granularities]
         self.register_buffer('saving', torch.tensor(saving), persistent=False)
+        self._shift_cache = None
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -67,8 +68,16 @@ class GrainedRouter(nn.Module):
     def forward(self, region_feats: Tensor) -> Tensor:
         logits = self.gate(region_feats)
         if self.shift:
-            logits = logits + self.shift * self.saving.to(logits.dtype)
+            logits = logits + self._shift_term(logits.dtype)
         return logits
+
+    def _shift_term(self, dtype) -> Tensor:
+        """``shift * saving`` in ``dtype``, kept while the shift, dtype and device stay."""
+        key = (self.shift, dtype, self.saving.device)
+        if self._shift_cache is None or self._shift_cache[0] != key:
+            with torch.inference_mode(False):  # usable by a later pass with autograd
+                self._shift_cache = (key, self.shift * self.saving.to(dtype))
+        return self._shift_cache[1]
 
     def flops(self, num_regions: int) -> int:
         return num_regions * self.gate.in_features * self.gate.out_features
