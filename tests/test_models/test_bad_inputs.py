@@ -27,6 +27,19 @@ def test_deit_input_smaller_than_a_patch():
         model(torch.randn(1, 3, 8, 64))
 
 
+@pytest.mark.parametrize('cls, kw', [
+    (vtpack_mm.PVT, dict(arch='tiny')), (vtpack_mm.DPVT, dict(arch='tiny')),
+    (vtpack_mm.DeiT, dict(arch=dict(embed_dims=32, depth=1, num_heads=2, mlp_ratio=2),
+                          img_size=64))])
+def test_input_that_is_not_a_batch_of_images(cls, kw):
+    model = cls(**kw, dge_cfg=DGE).eval()
+    with pytest.raises(ValueError, match=r'expects a batch of images \(B, C, H, W\), got a '
+                       r'tensor of shape \(3, 64, 64\)'):
+        model(torch.randn(3, 64, 64))
+    with pytest.raises(ValueError, match=r'the batch is empty \(input shape \(0, 3, 64, 64\)'):
+        model(torch.randn(0, 3, 64, 64))
+
+
 def test_distilled_deit_checkpoint_is_refused(tmp_path):
     model = vtpack_mm.DeiT(arch=dict(embed_dims=32, depth=1, num_heads=2, mlp_ratio=2),
                            img_size=64)

@@ -85,6 +85,16 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return tuple(result)
 
     # --- forward helpers ---------------------------------------------------------------
+    def check_images(self, x: Tensor) -> None:
+        """The input must be a non-empty batch of images (B, C, H, W); anything else gets
+        an error that names it (instead of one from deep inside a layer)."""
+        name = type(self).__name__
+        if x.dim() != 4:
+            raise ValueError(f'{name}: expects a batch of images (B, C, H, W), got a tensor '
+                             f'of shape {tuple(x.shape)}')
+        if x.shape[0] == 0:
+            raise ValueError(f'{name}: the batch is empty (input shape {tuple(x.shape)})')
+
     def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
                   layer: str) -> Tensor:
         if self.with_cp and x.requires_grad:

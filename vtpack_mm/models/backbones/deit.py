@@ -113,6 +113,7 @@ class DeiT(TransformerBackbone):
         return [self.blocks[stage]]
 
     def forward(self, x: Tensor):
+        self.check_images(x)
         meter = ComplexityMeter()
         B = x.shape[0]
         in_hw = tuple(x.shape[-2:])

@@ -179,6 +179,7 @@ class PVT(TransformerBackbone):
                 for i, stage in enumerate(self.stages)]
 
     def forward(self, x: Tensor):
+        self.check_images(x)
         if min(x.shape[-2:]) < self.min_input_size:
             m = self.min_input_size
             raise ValueError(f'{type(self).__name__}: input too small: {tuple(x.shape[-2:])}; '
