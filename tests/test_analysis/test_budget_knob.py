@@ -1,9 +1,12 @@
 """The inference-time budget knob: one scalar trades speed for accuracy from one checkpoint."""
+import warnings
+
 import pytest
 import torch
 
 import vtpack_mm
 from vtpack_mm.analysis import calibrate_logit_shift, measure_beta
+from vtpack_mm.dge import set_logit_shift
 
 
 def routed_model(seed=0, **dge):
@@ -37,6 +40,21 @@ def test_calibration_reaches_the_target():
     assert abs(beta - 0.6) <= 0.02
     assert all(m.router.shift == shift for m in model.dge_modules())
     assert measure_beta(model, images) == pytest.approx(beta)
+
+
+def test_calibration_warns_of_a_target_out_of_reach():
+    model = routed_model(1)
+    images = [torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))]
+    set_logit_shift(model, 40.0)
+    floor = measure_beta(model, images)  # the coarsest choice everywhere
+    assert floor > 0.05
+    with pytest.warns(UserWarning, match=r'target beta 0.05 not reached within 0.01 on these '
+                      r'images: the closest is 0\.\d{4}, at logit shift \+'):
+        shift, beta = calibrate_logit_shift(model, images, 0.05, tol=0.01)
+    assert beta == pytest.approx(floor, abs=0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # a reachable target: no warning
+        calibrate_logit_shift(model, images, 0.6, tol=0.05)
 
 
 def test_shift_from_config_and_not_in_checkpoint():

@@ -1,4 +1,5 @@
 """The inference-time budget knob: measure beta and calibrate the router logit shift."""
+import warnings
 from typing import Sequence, Tuple
 
 import torch
@@ -40,13 +41,15 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
 
     beta falls as the shift grows (every region's coarser choices gain more), so a
     bisection on [low, high] converges; the result is returned with its measured beta. The
-    backbone keeps the shift found.
+    backbone keeps the shift found. A target no shift reaches within ``tol`` (beyond the
+    coarsest or finest choices, or between two steps of beta) gets a warning that gives
+    the closest beta found.
     """
     if not 0.0 <= target <= 1.0:
         raise ValueError(f'target beta must be in [0, 1], got {target}')
     if not dge_encoders(backbone):
         raise RuntimeError('the backbone has no DGE blocks: nothing to calibrate')
-    best = None
+    best, low0, high0 = None, low, high
     for step in range(max_steps):
         mid = 0.5 * (low + high)
         set_logit_shift(backbone, mid)
@@ -63,4 +66,9 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
         else:
             high = mid
     set_logit_shift(backbone, best[0])
+    if abs(best[1] - target) > tol:
+        warnings.warn(f'target beta {target} not reached within {tol} on these images: the '
+                      f'closest is {best[1]:.4f}, at logit shift {best[0]:+.3f} (shifts '
+                      f'searched in [{low0}, {high0}]; beta falls as the shift grows)',
+                      stacklevel=2)
     return best
