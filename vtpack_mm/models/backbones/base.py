@@ -92,7 +92,7 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         if x.dim() != 4:
             raise ValueError(f'{name}: expects a batch of images (B, C, H, W), got a tensor '
                              f'of shape {tuple(x.shape)}')
-        if x.shape[0] == 0:
+        if not torch.jit.is_tracing() and x.shape[0] == 0:  # (a tracer's sizes are tensors)
             raise ValueError(f'{name}: the batch is empty (input shape {tuple(x.shape)})')
 
     def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
