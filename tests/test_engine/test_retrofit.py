@@ -113,6 +113,21 @@ def test_retrofit_scopes(coco, vanilla_ckpt, tmp_path):
     assert changed and all(k.startswith('backbone.') for k in changed)
 
 
+@pytest.mark.parametrize('iters', [1, 2, 15, 200])
+def test_retrofit_schedule_is_one_mmengine_accepts(tmp_path, iters):
+    # --iters 1 once gave a cosine phase from iteration 1 to 1, which mmengine refuses
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    ckpt = str(tmp_path / 'backbone.pth')
+    torch.save(dict(state_dict={'stages.0.pos_embed': torch.zeros(1)}), ckpt)
+    cfg = retrofit_config(Config.fromfile(VANILLA), ckpt, iters=iters)
+    optim = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1))
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim))
+                  for s in cfg.param_scheduler]
+    assert schedulers[0].begin == 0 and schedulers[-1].end == iters
+    assert all(a.end == b.begin for a, b in zip(schedulers, schedulers[1:]))
+
+
 def test_retrofit_tool_runs_and_resumes(coco, vanilla_ckpt, tmp_path):
     work = tmp_path / 'tool'
     opts = ['--cfg-options', f'train_dataloader.dataset.data_root={coco}',

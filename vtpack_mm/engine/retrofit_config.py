@@ -76,9 +76,11 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
         clip_grad=dict(max_norm=10.0))
     warm = max(1, int(iters) // 10)
     cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warm),
-        dict(type='CosineAnnealingLR', by_epoch=False, begin=warm, end=int(iters),
-             eta_min=lr * 0.01)]
+        dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warm)]
+    if int(iters) > warm:  # (a one-iteration run is all warm-up)
+        cfg.param_scheduler.append(
+            dict(type='CosineAnnealingLR', by_epoch=False, begin=warm, end=int(iters),
+                 eta_min=lr * 0.01))
     cfg.default_hooks = dict(cfg.get('default_hooks', {}) or {})
     cfg.default_hooks['checkpoint'] = dict(type='CheckpointHook', by_epoch=False,
                                            interval=max(1, int(iters) // 2),
