@@ -41,9 +41,9 @@ def calibrate_logit_shift(backbone, images: Sequence[torch.Tensor], target: floa
 
     beta falls as the shift grows (every region's coarser choices gain more), so a
     bisection on [low, high] converges; the result is returned with its measured beta. The
-    backbone keeps the shift found. A target no shift reaches within ``tol`` (beyond the
-    coarsest or finest choices, or between two steps of beta) gets a warning that gives
-    the closest beta found.
+    backbone keeps the shift found. A target not reached within ``tol`` (beyond the
+    coarsest or finest choices, between two steps of beta, or not in ``max_steps``) gets a
+    warning that gives the closest beta found.
     """
     if not 0.0 <= target <= 1.0:
         raise ValueError(f'target beta must be in [0, 1], got {target}')

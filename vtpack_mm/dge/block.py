@@ -5,7 +5,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from .complexity import Number
+from .complexity import Number, host_tensor
 from .encoder import DynamicGrainedEncoder, Routing
 from .queries import DenseQueries, QueryLayout
 
@@ -148,8 +148,9 @@ class SparseQueryBlock(BaseModule):
         router = self.dge.router_flops(hw)
         if routing.counts is not None:  # inference: each image's count costed on the host
             pooled = self.pooled_query_macs if routing.pooled else (lambda n: 0)
-            dynamic = routing.num_queries.new_tensor(
-                [self.query_macs(N, n, hw) + router + pooled(n) for n in routing.counts])
+            nq = routing.num_queries
+            dynamic = host_tensor([self.query_macs(N, n, hw) + router + pooled(n)
+                                   for n in routing.counts], nq.dtype, nq.device)
         else:  # a (B,) tensor, differentiable through the gates in training
             dynamic = self.query_macs(N, routing.num_queries, hw) + router
             if routing.pooled:

@@ -14,6 +14,13 @@ from torch import Tensor
 Number = Union[int, float, Tensor]
 
 
+def host_tensor(values, dtype: torch.dtype, device) -> Tensor:
+    """Host numbers (e.g. per-image costs) as a tensor on ``device``, copied without a
+    stream synchronisation: a blocking copy to a GPU in every block would make the host wait
+    for the block's kernels before it queues the next ones."""
+    return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
+
+
 def linear_macs(tokens: Number, in_features: int, out_features: int) -> Number:
     return tokens * in_features * out_features
 

@@ -7,6 +7,7 @@ from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..ops import patch_mean_table
+from .complexity import host_tensor
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
                       sparse_queries, traced_queries, unchosen_queries)
@@ -35,11 +36,12 @@ class Routing(NamedTuple):
     training the gate-weighted count, differentiable through the straight-through gate);
     ``pooled``: False when every region took phi = 1 and the block runs on the tokens
     themselves (no pooling, no un-pooling); ``split``: in dense training, the
-    :class:`DenseSplit` of ``queries``, else None; ``counts``: at inference, the same
-    counts as ``num_queries`` as B ints on the host (the block costs them in Python, where
-    they are exact), else None. ``num_queries`` is float32 (float64 for float64 tokens)
-    whatever the tokens' dtype: a cost of 1e9 MACs overflows float16 and is off by 1 % in
-    bfloat16.
+    :class:`DenseSplit` of ``queries``, else None; ``counts``: in an eager inference pass,
+    the same counts as ``num_queries`` as B ints on the host (the block costs them in
+    Python, where they are exact), else None (training, and the traced export, whose count
+    is a graph value). ``num_queries`` is float32 whatever the tokens' dtype (float64 for
+    float64 tokens, except in the traced export): a cost of 1e8 MACs overflows float16 and
+    loses tenths of a percent in bfloat16.
     """
     queries: QueryLayout
     choice: Tensor
@@ -166,7 +168,8 @@ class DynamicGrainedEncoder(BaseModule):
             else:
                 chosen_gate = gate.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
                 queries = sparse_queries(geo, choice, E, chosen_gate)
-            num_queries = E + (gate.to(cost_dtype) * geo.region_queries).sum((1, 2))
+            num_queries = E + (gate.to(cost_dtype) * geo.region_queries.to(cost_dtype)).sum(
+                (1, 2))
             return self._routing(queries, choice, num_queries, geo, True, split)
         choice = logits.argmax(-1) if override is None else override
         if traced:  # export: the routing stays in the graph
@@ -176,11 +179,12 @@ class DynamicGrainedEncoder(BaseModule):
             # every region at phi = 1: the queries are the tokens, no pooling needed
             counts = [N] * B
             return self._routing(DenseQueries(B, hw, E), choice,
-                                 x.new_tensor(counts, dtype=cost_dtype), geo, False, None, counts)
+                                 host_tensor(counts, cost_dtype, x.device), geo, False, None,
+                                 counts)
         queries = sparse_queries(geo, choice, E)
         counts = queries.lengths
-        return self._routing(queries, choice, x.new_tensor(counts, dtype=cost_dtype), geo, True,
-                             None, counts)
+        return self._routing(queries, choice, host_tensor(counts, cost_dtype, x.device), geo,
+                             True, None, counts)
 
     @staticmethod
     def _region_feats(x: Tensor, geo, num_extra: int, table: Optional[Tensor]) -> Tensor:

@@ -145,11 +145,12 @@ class RegionGeometry:
                                       **kw)[self.patch_level]
         self.patch_rank = torch.where(self.patch_valid, self.patch_valid.cumsum(0) - 1,
                                       torch.full_like(self.patch_k, -1))
-        # the kernels' (y0, x0, phi, branch) of each patch (GrainedQueries.meta): branch
-        # = level in dense training, 0 with one branch
-        corner = [self.patch_y0, self.patch_x0, self.patch_phi]
-        self.patch_meta = {True: torch.stack(corner + [self.patch_level], 1),
-                           False: torch.stack(corner + [torch.zeros_like(self.patch_phi)], 1)}
+        # one (P, 4) table (y0, x0, phi, level) of which the four are views: the kernels'
+        # rows of the patches (GrainedQueries.meta), without a copy of the columns
+        self.patch_meta = torch.stack([self.patch_y0, self.patch_x0, self.patch_phi,
+                                       self.patch_level], 1)
+        self.patch_y0, self.patch_x0, self.patch_phi, self.patch_level = \
+            self.patch_meta.unbind(1)
         self._extra_meta = {}
         self.num_valid_patches = int(self.patch_valid.sum())
         sizes = [lv['valid_hw'][0] * lv['valid_hw'][1] for lv in self.levels]
@@ -186,10 +187,9 @@ class RegionGeometry:
         rows = self._extra_meta.get(key)
         if rows is None:
             kw = dict(dtype=torch.long, device=self.patch_phi.device)
-            with torch.inference_mode(False):  # as the tables (GeometryCache.get)
-                rows = torch.zeros(batch_size * num_extra, 5, **kw)
-                rows[:, 0] = torch.arange(batch_size, **kw).repeat_interleave(num_extra)
-                rows[:, 1] = torch.arange(num_extra, **kw).repeat(batch_size)
+            rows = torch.zeros(batch_size * num_extra, 5, **kw)
+            rows[:, 0] = torch.arange(batch_size, **kw).repeat_interleave(num_extra)
+            rows[:, 1] = torch.arange(num_extra, **kw).repeat(batch_size)
             if len(self._extra_meta) >= 8:  # a few batch sizes in use at a time
                 self._extra_meta.clear()
             self._extra_meta[key] = rows

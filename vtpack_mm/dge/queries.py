@@ -176,8 +176,9 @@ class GrainedQueries(QueryLayout):
         have phi = 0 and their index in the y0 column."""
         if self._meta is None:
             geo, image, patch, dest, branch_is_level = self.chosen
-            rows = torch.cat([image.unsqueeze(1),
-                              geo.patch_meta[branch_is_level].index_select(0, patch)], 1)
+            rows = torch.cat([image.unsqueeze(1), geo.patch_meta.index_select(0, patch)], 1)
+            if not branch_is_level:  # one branch: the table's level column becomes 0
+                rows[:, 4] = 0
             E = self.num_extra
             if not E:  # map queries only, already in query order
                 self._meta = rows

@@ -72,12 +72,14 @@ class GrainedRouter(nn.Module):
         return logits
 
     def _shift_term(self, dtype) -> Tensor:
-        """``shift * saving`` in ``dtype``, kept while the shift, dtype and device stay."""
-        key = (self.shift, dtype, self.saving.device)
-        if self._shift_cache is None or self._shift_cache[0] != key:
-            with torch.inference_mode(False):  # usable by a later pass with autograd
-                self._shift_cache = (key, self.shift * self.saving.to(dtype))
-        return self._shift_cache[1]
+        """``shift * saving`` in ``dtype``, kept while the shift, the dtype and the
+        ``saving`` buffer stay (``.to()``, ``.half()`` and the like give the module a new
+        buffer)."""
+        key = (self.shift, dtype)
+        cache = self._shift_cache
+        if cache is None or cache[0] != key or cache[1] is not self.saving:
+            cache = self._shift_cache = (key, self.saving, self.shift * self.saving.to(dtype))
+        return cache[2]
 
     def flops(self, num_regions: int) -> int:
         return num_regions * self.gate.in_features * self.gate.out_features
