@@ -5,7 +5,8 @@ import torch
 from vtpack_mm.ops import deform_point_attn, deform_point_attn_reference, use_kernels
 
 
-def make_case(lengths, H, W, heads, d, P, seed, dtype=torch.float64, spread=2.0):
+def make_case(lengths, H, W, heads, d, P, seed, dtype=torch.float64, spread=2.0,
+              device='cpu'):
     g = torch.Generator().manual_seed(seed)
     B, T = len(lengths), sum(lengths)
     value = torch.randn(B, H * W, heads, d, generator=g, dtype=dtype)
@@ -14,13 +15,14 @@ def make_case(lengths, H, W, heads, d, P, seed, dtype=torch.float64, spread=2.0)
     hi = torch.tensor([W - 1 + spread, H - 1 + spread], dtype=dtype)
     xy = lo + (hi - lo) * torch.rand(T, heads, P, 2, generator=g, dtype=dtype)
     weights = torch.randn(T, heads, P, generator=g, dtype=dtype).softmax(-1)
-    return value, xy, weights
+    return value.to(device), xy.to(device), weights.to(device)
 
 
 def grads(fn, value, xy, weights, lengths, hw):
     inputs = [t.detach().clone().requires_grad_() for t in (value, xy, weights)]
     out = fn(*inputs, lengths, hw)
-    loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum()
+    ramp = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device)
+    loss = (out * ramp.view_as(out)).sum()
     return [out.detach()] + list(torch.autograd.grad(loss, inputs))
 
 

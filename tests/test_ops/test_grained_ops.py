@@ -33,18 +33,21 @@ def run(qs, x, delta, gate_param=None, kernels=True):
 
 
 def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None,
-              dtype=torch.float64):
+              dtype=torch.float64, device='cpu'):
+    """A layout and its inputs, drawn on CPU (the same numbers on every device) and placed
+    on ``device``."""
     phis, region = check_granularities(phis, region)
     g = torch.Generator().manual_seed(seed)
-    geo = RegionGeometry((H, W), phis, region)
-    x = torch.randn(B, E + H * W, C, generator=g, dtype=dtype)
-    logits = torch.randn(B, geo.num_regions, len(phis), generator=g, dtype=dtype)
+    geo = RegionGeometry((H, W), phis, region, device)
+    x = torch.randn(B, E + H * W, C, generator=g, dtype=dtype).to(device)
+    logits = torch.randn(B, geo.num_regions, len(phis), generator=g, dtype=dtype).to(device)
     if choice_rule == 'finest':
-        choice = torch.full((B, geo.num_regions), phis.index(min(p for p in phis if p)))
+        choice = torch.full((B, geo.num_regions), phis.index(min(p for p in phis if p)),
+                            device=device)
     elif choice_rule == 'coarsest':
-        choice = torch.full((B, geo.num_regions), phis.index(max(phis)))
+        choice = torch.full((B, geo.num_regions), phis.index(max(phis)), device=device)
     elif choice_rule == 'skip':  # every region skipped (phi = 0): only extra tokens query
-        choice = torch.full((B, geo.num_regions), phis.index(0))
+        choice = torch.full((B, geo.num_regions), phis.index(0), device=device)
     else:
         choice = logits.argmax(-1)
     gate_param = None
@@ -58,7 +61,7 @@ def make_case(B, H, W, E, phis, region, C, seed, dense, choice_rule=None,
         region_gate = gate_param.gather(-1, choice[..., None])[..., 0]
         region_gate = region_gate - region_gate.detach() + 1.0
         qs = sparse_queries(geo, choice, E, region_gate)
-    delta = torch.randn(qs.num_queries, C, generator=g, dtype=dtype)
+    delta = torch.randn(qs.num_queries, C, generator=g, dtype=dtype).to(device)
     return qs, x, delta, gate_param
 
 
