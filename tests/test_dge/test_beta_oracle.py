@@ -121,8 +121,8 @@ def _force(model, choices):
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
 def test_beta_of_a_half_precision_model_is_exact(dtype):
-    # a layer's cost is ~1e8 MACs: beyond float16's range (65504) and rounded to 1 % in
-    # bfloat16, so the record must not take the tokens' dtype
+    # a layer's cost is ~1e8 MACs: beyond float16's range (65504), and bfloat16 keeps 8
+    # significant bits, so the record must not take the tokens' dtype
     model = _deit_with_random_routers().eval()
     x = torch.randn(2, 3, 224, 176)
     with torch.no_grad():
