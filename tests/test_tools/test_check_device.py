@@ -1,0 +1,31 @@
+"""tools/analysis_tools/check_device.py: a backbone on another device against CPU."""
+import os
+import runpy
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOL = runpy.run_path(os.path.join(ROOT, 'tools', 'analysis_tools', 'check_device.py'))
+
+
+def test_cuda_branches_agree_with_the_cpu_kernels(capsys):
+    # without a GPU: the branches CUDA tensors take (grid_sample, padded attention, the
+    # pooling references), run on CPU, against the compiled CPU kernels
+    assert TOOL['main'](['--device', 'cpu', '--as-cuda', '--model', 'dpvt',
+                         '--size', '64', '64']) == 0
+    out = capsys.readouterr().out
+    assert 'cpu against cpu, float64: 11 of 11 comparisons agree' in out
+    assert 'ok   dpvt dense grads' in out and 'FAIL' not in out
+
+
+def test_a_difference_is_reported():
+    want = dict(outputs=[torch.ones(2, 3, dtype=torch.float64)],
+                choices=[torch.zeros(2, 4, dtype=torch.long)],
+                grads={'w': torch.ones(3, dtype=torch.float64)})
+    got = dict(outputs=[torch.ones(2, 3, dtype=torch.float64) + 1e-6],
+               choices=[torch.tensor([[0, 0, 1, 0], [0, 0, 0, 0]])],
+               grads={})
+    rows = {what: (ok, detail) for what, ok, detail in TOOL['compare']('m', got, want)}
+    assert rows['m outputs'] == (False, 'outputs[0]: max difference 1e-06')
+    assert rows['m choices'] == (False, 'choices[0]: 1 of 8 differ')
+    assert not rows['m grads'][0] and "keys differ: ['w']" in rows['m grads'][1]
