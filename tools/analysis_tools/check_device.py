@@ -12,8 +12,9 @@ each model it compares
 - the eval outputs and the routing (every region's choice) of the device run with the CPU
   run (compiled CPU kernels);
 - one dense-mode and one sparse-mode training step (outputs, choices, beta and every
-  parameter's gradient), both runs starting from the same random state, which on CUDA also
-  checks that dense training's two passes draw the same stochastic-depth masks there.
+  parameter's gradient). A device draws from its own generator, so both runs take their
+  routers' Gumbel noise from the CPU generator, seeded alike, and the models have no
+  stochastic depth.
 
 With ``VTPACK_MM_TRITON=1`` CUDA tensors take the Triton kernels, else the PyTorch
 references. Exits with status 1 when a comparison fails; prints one line per comparison.
@@ -21,12 +22,14 @@ references. Exits with status 1 when a comparison fails; prints one line per com
 import argparse
 import copy
 import sys
+from unittest import mock
 
 import torch
 
 import vtpack_mm
 from vtpack_mm.analysis import randomize_routers
-from vtpack_mm.dge import budget_loss, last_complexity
+from vtpack_mm.dge import budget_loss, encoder, last_complexity
+from vtpack_mm.dge.router import gumbel_decision
 from vtpack_mm.models.layers.attention import DeformablePointAttention
 from vtpack_mm.ops import take_cuda_branches
 
@@ -39,8 +42,7 @@ def build(name: str, train_mode: str):
     kw = dict(arch=dict(embed_dims=64, depth=2, num_heads=2, mlp_ratio=2), img_size=96) \
         if name == 'deit' else dict(arch='tiny')
     torch.manual_seed(0)
-    model = cls(**kw, drop_path_rate=0.2,
-                dge_cfg=dict(granularities=(0, 1, 2, 4), train_mode=train_mode))
+    model = cls(**kw, dge_cfg=dict(granularities=(0, 1, 2, 4), train_mode=train_mode))
     model.init_weights()
     randomize_routers(model)
     # DPVT's initial offsets put every sampling point on a token centre, where bilinear
@@ -55,15 +57,21 @@ def build(name: str, train_mode: str):
     return model.double()
 
 
+def gumbel_from_cpu(logits, tau, override=None):
+    """The routers' decision with the noise drawn by the CPU generator, as a CPU pass
+    draws it, whatever the logits' device."""
+    noise = torch.empty(logits.shape, dtype=logits.dtype).exponential_()
+    return gumbel_decision(logits, tau, override, -noise.log().to(logits.device))
+
+
 def run(model, x, device, train: bool, seed: int = 3):
     """Outputs, choices, beta and (train) gradients of one pass on ``device``, as CPU
     tensors."""
     model = copy.deepcopy(model).to(device).train(train)
     x = x.to(device)
     torch.manual_seed(seed)
-    if device.type == 'cuda':
-        torch.cuda.manual_seed(seed)
-    with torch.set_grad_enabled(train):
+    with torch.set_grad_enabled(train), mock.patch.object(encoder, 'gumbel_decision',
+                                                          gumbel_from_cpu):
         outs = model(x)
         ratio = last_complexity(model).ratio()
         res = dict(outputs=[o.detach().cpu() for o in outs], beta=ratio.detach().cpu(),

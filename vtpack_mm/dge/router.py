@@ -85,15 +85,17 @@ class GrainedRouter(nn.Module):
         return num_regions * self.gate.in_features * self.gate.out_features
 
 
-def gumbel_decision(logits: Tensor, tau: float,
-                    override: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def gumbel_decision(logits: Tensor, tau: float, override: Optional[Tensor] = None,
+                    gumbels: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
     """Gumbel-max choice with a straight-through gate.
 
     Returns ``choice`` (argmax of logits + Gumbel noise, or ``override``) and ``gate``, the
     hard one-hot of the choice in the forward pass whose gradient is that of
-    ``softmax((logits + g) / tau)``.
+    ``softmax((logits + g) / tau)``. The noise ``g`` is drawn here (the logits' device's
+    generator) unless ``gumbels`` gives it.
     """
-    gumbels = -torch.empty_like(logits).exponential_().log()
+    if gumbels is None:
+        gumbels = -torch.empty_like(logits).exponential_().log()
     noisy = logits + gumbels
     soft = F.softmax(noisy / tau, dim=-1)
     choice = noisy.argmax(-1) if override is None else override
