@@ -108,9 +108,10 @@ def compare(name: str, got: dict, want: dict) -> list:
                 if not torch.equal(u, v):
                     bad.append(f'{what}: {int((u != v).sum())} of {v.numel()} differ')
                 continue
+            diff = float((u - v).abs().max()) if v.numel() else 0.0
             if not torch.allclose(u, v, **TOL):
-                bad.append(f'{what}: max difference {float((u - v).abs().max()):.3g}')
-            worst = max(worst, float((u - v).abs().max()) if v.numel() else 0.0)
+                bad.append(f'{what}: max difference {diff:.3g}')
+            worst = max(worst, diff)
         rows.append((f'{name} {key}', not bad, '; '.join(bad[:3]) or f'max difference {worst:.3g}'))
     return rows
 

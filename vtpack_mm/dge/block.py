@@ -146,13 +146,14 @@ class SparseQueryBlock(BaseModule):
             # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
         router = self.dge.router_flops(hw)
+
+        def routed_macs(num_queries: Number) -> Number:
+            cost = self.query_macs(N, num_queries, hw) + router
+            return cost + self.pooled_query_macs(num_queries) if routing.pooled else cost
+
+        nq = routing.num_queries
         if routing.counts is not None:  # inference: each image's count costed on the host
-            pooled = self.pooled_query_macs if routing.pooled else (lambda n: 0)
-            nq = routing.num_queries
-            dynamic = host_tensor([self.query_macs(N, n, hw) + router + pooled(n)
-                                   for n in routing.counts], nq.dtype, nq.device)
+            dynamic = host_tensor([routed_macs(n) for n in routing.counts], nq.dtype, nq.device)
         else:  # a (B,) tensor, differentiable through the gates in training
-            dynamic = self.query_macs(N, routing.num_queries, hw) + router
-            if routing.pooled:
-                dynamic = dynamic + self.pooled_query_macs(routing.num_queries)
+            dynamic = routed_macs(nq)
         return y, BlockCost(static + router, dynamic, routing)
