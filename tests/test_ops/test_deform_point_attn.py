@@ -1,6 +1,7 @@
 """Compiled sparse-query deformable point attention against the grid_sample reference."""
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vtpack_mm.ops import deform_point_attn, deform_point_attn_reference, use_kernels
 
@@ -49,6 +50,63 @@ def test_integer_locations_read_tokens():
     with use_kernels(True):
         out = deform_point_attn(value, xy, w, [1], (3, 4))
     torch.testing.assert_close(out[0], value[0, 1 * 4 + 2, 0])
+
+
+def grid_sample_oracle(value, xy, weights, lengths, hw):
+    """The op by torch's grid_sample, one query at a time (a second, independent oracle;
+    its normalisation rounds, so its side at a token centre is not defined)."""
+    B, _, h, d = value.shape
+    H, W = hw
+    vmap = value.permute(0, 2, 3, 1).reshape(B, h, d, H, W)
+    batch = torch.repeat_interleave(torch.arange(B), torch.tensor(lengths))
+    grid = (2 * xy + 1) / xy.new_tensor([W, H]) - 1  # (T, h, P, 2), align_corners=False
+    rows = []
+    for t in range(xy.shape[0]):
+        s = F.grid_sample(vmap[batch[t]], grid[t].unsqueeze(1), align_corners=False)
+        rows.append((s[:, :, 0] * weights[t].unsqueeze(1)).sum(-1).reshape(h * d))
+    return torch.stack(rows)
+
+
+def test_reference_equals_grid_sample_off_the_centres():
+    lengths = [5, 2, 6]
+    value, xy, weights = make_case(lengths, 6, 9, 3, 4, 3, seed=11)
+    assert (xy != xy.round()).all()
+    want = grads(grid_sample_oracle, value, xy, weights, lengths, (6, 9))
+    got = grads(deform_point_attn_reference, value, xy, weights, lengths, (6, 9))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32])
+@pytest.mark.parametrize('hw', [(7, 3), (13, 21), (50, 83)])
+def test_location_gradient_at_token_centres_is_the_forward_difference(hw, dtype):
+    # DPVT's initial points sit on token centres, where bilinear sampling has a kink. There
+    # the kernels and the reference both take the difference towards the next token (right,
+    # below), also at the map's first row and column and around its border.
+    H, W = hw
+    g = torch.Generator().manual_seed(H)
+    value = torch.randn(1, H * W, 2, 3, generator=g, dtype=dtype)
+    ys, xs = torch.meshgrid(torch.arange(-2, H + 2, dtype=dtype),
+                            torch.arange(-2, W + 2, dtype=dtype), indexing='ij')
+    T = xs.numel()
+    xy = torch.stack([xs.flatten(), ys.flatten()], -1).view(T, 1, 1, 2).repeat(1, 2, 1, 1)
+    weights = torch.rand(T, 2, 1, generator=g, dtype=dtype)
+    # the forward difference of the zero-padded map, per head, times the point weight
+    vmap = torch.nn.functional.pad(value.view(H, W, 2, 3), (0, 0, 0, 0, 2, 3, 2, 3))
+    ix, iy = xs.flatten().long() + 2, ys.flatten().long() + 2
+    ramp = torch.linspace(-1, 1, T * 6, dtype=dtype).view(T, 2, 3)
+    dx = ((vmap[iy, ix + 1] - vmap[iy, ix]) * ramp).sum(-1) * weights[..., 0]
+    dy = ((vmap[iy + 1, ix] - vmap[iy, ix]) * ramp).sum(-1) * weights[..., 0]
+    want = torch.stack([dx, dy], -1).unsqueeze(2)
+    eps = 1e-12 if dtype == torch.float64 else 1e-5
+    tol = dict(rtol=eps, atol=eps)
+    with use_kernels(True):
+        kernel = grads(deform_point_attn, value, xy, weights, [T], hw)
+    reference = grads(deform_point_attn_reference, value, xy, weights, [T], hw)
+    torch.testing.assert_close(kernel[2], want, **tol)
+    torch.testing.assert_close(reference[2], want, **tol)
+    for a, b in zip(kernel, reference):
+        torch.testing.assert_close(a, b, **tol)
 
 
 def test_gradcheck_double():

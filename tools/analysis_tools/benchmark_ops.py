@@ -14,7 +14,7 @@ beta about 0.5), times forward (inference mode) and forward + backward of:
              of reading the residual and writing a new map, which any out-of-place
              un-pooling must at least move; forward only)
   deform     sparse-query deformable point attention, 4 points per head: kernel /
-             reference (grid_sample) / mmcv (mmcv's multi_scale_deformable_attn_pytorch,
+             reference (embedding_bag) / mmcv (mmcv's multi_scale_deformable_attn_pytorch,
              one level)
   attention  softmax attention of the sparse queries over the dense keys/values (SDPA), for
              a batch of --attn-batch images routed differently (so their query counts

@@ -30,7 +30,6 @@ import vtpack_mm
 from vtpack_mm.analysis import randomize_routers
 from vtpack_mm.dge import budget_loss, encoder, last_complexity
 from vtpack_mm.dge.router import gumbel_decision
-from vtpack_mm.models.layers.attention import DeformablePointAttention
 from vtpack_mm.ops import take_cuda_branches
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
@@ -45,15 +44,6 @@ def build(name: str, train_mode: str):
     model = cls(**kw, dge_cfg=dict(granularities=(0, 1, 2, 4), train_mode=train_mode))
     model.init_weights()
     randomize_routers(model)
-    # DPVT's initial offsets put every sampling point on a token centre, where bilinear
-    # sampling has a kink: the gradient of the location is then one-sided, and which side
-    # differs between the kernels (the location as given) and grid_sample (its
-    # normalisation's rounding). Move the points off the centres to compare the op itself.
-    g = torch.Generator().manual_seed(2)
-    for m in model.modules():
-        if isinstance(m, DeformablePointAttention):
-            with torch.no_grad():
-                m.offsets.bias.add_(0.25 + 0.5 * torch.rand(m.offsets.bias.shape, generator=g))
     return model.double()
 
 

@@ -4,7 +4,9 @@ Each query reads ``P`` bilinearly sampled points per head from its own image's d
 map and sums them with its softmax weights. Queries are packed image after image (any
 number per image); token centres sit at integer coordinates and samples outside the map
 read zeros. mmcv's multi-scale deformable attention has no CPU kernel and assumes a fixed
-number of queries per image, hence this op.
+number of queries per image, hence this op. A point's neighbours are floor(x) and
+floor(x) + 1 in the kernels and in the reference alike, so the two also agree on the
+location's (one-sided) gradient at a token centre.
 """
 from typing import List, Optional, Tuple
 
@@ -25,9 +27,50 @@ def pad_index(lengths: List[int], device) -> Tensor:
     return batch * max(lengths) + pos
 
 
+def corner_rows(xy: Tensor, weights: Tensor, batch: Optional[Tensor],
+                hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
+    """Every point's four neighbouring tokens, as rows of the value map viewed as
+    (B * H * W * heads, d), and their weights: the bilinear weight times the point's
+    weight, zero for a neighbour outside the map (whose row is then 0).
+
+    The neighbours of ``x`` are ``floor(x)`` and ``floor(x) + 1``, as in the compiled
+    kernels. At a token centre, where bilinear sampling has a kink, the location's gradient
+    is therefore the kernels' one: the difference towards the next token, to the right or
+    below.
+
+    Args:
+        xy: (T, heads, P, 2) locations (x, y) in token units; weights: (T, heads, P).
+        batch: (T,) each query's image; None for one image.
+        hw: (H, W).
+    Returns:
+        rows (T * heads, 4 P), int64, and their weights (T * heads, 4 P).
+    """
+    H, W = hw
+    h, P = xy.shape[1], xy.shape[2]
+    corner = xy.floor()
+    frac = xy - corner  # the location's gradient flows here (floor has none)
+    x0, y0 = corner.long().unbind(-1)
+    fx, fy = frac.unbind(-1)
+    cx = torch.stack([x0, x0 + 1, x0, x0 + 1], -1)  # (T, heads, P, 4)
+    cy = torch.stack([y0, y0, y0 + 1, y0 + 1], -1)
+    wx = torch.stack([1 - fx, fx, 1 - fx, fx], -1)
+    wy = torch.stack([1 - fy, 1 - fy, fy, fy], -1)
+    inside = (cx >= 0) & (cx < W) & (cy >= 0) & (cy < H)
+    pos = cy * W + cx
+    if batch is not None:
+        pos = pos + batch.view(-1, 1, 1, 1) * (H * W)
+    head = torch.arange(h, device=xy.device).view(1, h, 1, 1)
+    rows = torch.where(inside, pos * h + head, torch.zeros_like(pos))
+    coef = weights.unsqueeze(-1) * wx * wy * inside.to(wx.dtype)
+    return rows.reshape(-1, 4 * P), coef.reshape(-1, 4 * P)
+
+
 def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
                                 lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
-    """The op in PyTorch: ``grid_sample`` on the padded queries.
+    """The op in PyTorch: each point's four neighbours (:func:`corner_rows`) summed by
+    ``embedding_bag`` with per-row weights, which keeps only the rows' indices and weights
+    for the backward. Traced for ONNX (which has no weighted bag) the rows are gathered and
+    summed instead.
 
     Args:
         value: (B, H*W, heads, d) the value map.
@@ -37,29 +80,25 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
             stays a tensor size (what a tracer needs).
         hw: (H, W).
     Returns:
-        (T, heads * d)
+        (T, heads * d), in the promoted dtype of the three inputs.
     """
     B, _, h, d = value.shape
-    H, W = hw
-    T, _, P, _ = xy.shape
-    if lengths is None:  # one image: its queries are the padded layout
+    if lengths is None:
         if B != 1:
             raise ValueError(f'lengths=None means one image; the value map has {B}')
-        xy_p, w_p, L = xy.unsqueeze(0), weights.unsqueeze(0), T
+        batch = None
     else:
-        L = max(lengths)
-        idx = pad_index(lengths, xy.device)
-        xy_p = xy.new_zeros(B * L, h, P, 2).index_copy(0, idx, xy).view(B, L, h, P, 2)
-        w_p = weights.new_zeros(B * L, h, P).index_copy(0, idx, weights).view(B, L, h, P)
-    vmap = value.permute(0, 2, 3, 1).reshape(B * h, d, H, W)
-    size = xy.new_tensor([W, H])
-    grid = (2 * xy_p + 1) / size - 1  # token centres, align_corners=False
-    grid = grid.permute(0, 2, 1, 3, 4).reshape(B * h, L, P, 2)
-    sampled = F.grid_sample(vmap, grid, mode='bilinear', padding_mode='zeros',
-                            align_corners=False)  # (B*h, d, L, P)
-    out = (sampled * w_p.permute(0, 2, 1, 3).reshape(B * h, 1, L, P)).sum(-1)
-    out = out.view(B, h, d, L).permute(0, 3, 1, 2).reshape(B * L, h * d)
-    return out if lengths is None else out.index_select(0, idx)
+        batch = torch.repeat_interleave(torch.arange(B, device=xy.device),
+                                        torch.tensor(lengths, device=xy.device))
+    dtype = torch.promote_types(torch.result_type(value, xy), weights.dtype)
+    rows, coef = corner_rows(xy.to(dtype), weights.to(dtype), batch, hw)
+    table = value.to(dtype).reshape(-1, d)
+    if torch.jit.is_tracing():
+        out = (table.index_select(0, rows.reshape(-1)).view(rows.shape[0], -1, d) *
+               coef.unsqueeze(-1)).sum(1)
+    else:
+        out = F.embedding_bag(rows, table, per_sample_weights=coef, mode='sum')
+    return out.reshape(-1, h * d)
 
 
 class DeformPointAttnFunction(torch.autograd.Function):
