@@ -14,11 +14,12 @@ def test_cuda_branches_agree_with_the_cpu_kernels(capsys):
     # kernels. DPVT's initial sampling points sit on token centres, where the location's
     # gradient is one-sided; a map size that is not a power of two (18 x 22 tokens) made
     # grid_sample's normalisation round some of them to the other side.
-    assert TOOL['main'](['--device', 'cpu', '--as-cuda', '--model', 'dpvt',
+    assert TOOL['main'](['--device', 'cpu', '--as-cuda', '--model', 'pvt', 'dpvt', 'deit',
                          '--size', '72', '88']) == 0
     out = capsys.readouterr().out
-    assert 'cpu against cpu, float64: 11 of 11 comparisons agree' in out
-    assert 'ok   dpvt dense grads' in out and 'FAIL' not in out
+    assert 'cpu against cpu, float64: 33 of 33 comparisons agree' in out and 'FAIL' not in out
+    for name in ('pvt', 'dpvt', 'deit'):
+        assert f'ok   {name} dense grads' in out and f'ok   {name} sparse grads' in out
 
 
 def test_a_difference_is_reported():
