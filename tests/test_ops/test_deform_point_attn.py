@@ -1,4 +1,5 @@
-"""Compiled sparse-query deformable point attention against the grid_sample reference."""
+"""Compiled sparse-query deformable point attention against its PyTorch reference (and
+the reference against torch's grid_sample)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,6 +130,31 @@ def test_low_precision_close_to_fp64(dtype):
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=5e-2)
     assert got.dtype == dtype
     torch.testing.assert_close(got.double(), want, **tol)
+
+
+@pytest.mark.parametrize('kernels', [True, False])
+def test_a_non_finite_image_leaves_the_others_alone(kernels):
+    # neighbours outside the map read nothing: an inf in image 0's map, or a NaN location
+    # in image 1, changes no other image's output nor the gradient of its map
+    lengths = [4, 5]
+    value, xy, weights = make_case(lengths, 4, 5, 2, 3, 2, seed=5, spread=6.0)
+    with use_kernels(kernels):
+        clean = grads(deform_point_attn, value, xy, weights, lengths, (4, 5))
+        bad_value = value.clone()
+        bad_value[0, 0, 0, 0] = float('inf')
+        out = grads(deform_point_attn, bad_value, xy, weights, lengths, (4, 5))
+        torch.testing.assert_close(out[0][4:], clean[0][4:])
+        bad_xy = xy.clone()
+        bad_xy[6, 1, 0] = float('nan')
+        out = grads(deform_point_attn, value, bad_xy, weights, lengths, (4, 5))
+    torch.testing.assert_close(out[0][:4], clean[0][:4])
+    torch.testing.assert_close(out[1][0], clean[1][0])
+
+
+def test_lengths_that_do_not_split_the_queries_are_named():
+    value, xy, weights = make_case([2, 3], 3, 3, 2, 4, 2, 0)
+    with pytest.raises(ValueError, match=r'lengths \[1, 0\] do not split 5 queries over 2'):
+        deform_point_attn_reference(value, xy, weights, [1, 0], (3, 3))
 
 
 def test_bad_shapes_are_named():

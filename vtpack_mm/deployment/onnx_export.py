@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..dge import dge_encoders
 
-OPSET = 17  # GridSample (DPVT) needs 16; 17 adds LayerNormalization
+OPSET = 17  # the first with LayerNormalization
 
 
 class _Traced(nn.Module):

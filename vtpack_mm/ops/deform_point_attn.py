@@ -31,7 +31,8 @@ def corner_rows(xy: Tensor, weights: Tensor, batch: Optional[Tensor],
                 hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
     """Every point's four neighbouring tokens, as rows of the value map viewed as
     (B * H * W * heads, d), and their weights: the bilinear weight times the point's
-    weight, zero for a neighbour outside the map (whose row is then 0).
+    weight, zero for a neighbour outside the map. Such a neighbour's row is the nearest
+    token of the same image and head, so a non-finite value can reach no other image.
 
     The neighbours of ``x`` are ``floor(x)`` and ``floor(x) + 1``, as in the compiled
     kernels. At a token centre, where bilinear sampling has a kink, the location's gradient
@@ -56,11 +57,10 @@ def corner_rows(xy: Tensor, weights: Tensor, batch: Optional[Tensor],
     wx = torch.stack([1 - fx, fx, 1 - fx, fx], -1)
     wy = torch.stack([1 - fy, 1 - fy, fy, fy], -1)
     inside = (cx >= 0) & (cx < W) & (cy >= 0) & (cy < H)
-    pos = cy * W + cx
+    pos = cy.clamp(0, H - 1) * W + cx.clamp(0, W - 1)
     if batch is not None:
         pos = pos + batch.view(-1, 1, 1, 1) * (H * W)
-    head = torch.arange(h, device=xy.device).view(1, h, 1, 1)
-    rows = torch.where(inside, pos * h + head, torch.zeros_like(pos))
+    rows = pos * h + torch.arange(h, device=xy.device).view(1, h, 1, 1)
     coef = weights.unsqueeze(-1) * wx * wy * inside.to(wx.dtype)
     return rows.reshape(-1, 4 * P), coef.reshape(-1, 4 * P)
 
@@ -69,8 +69,9 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
                                 lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
     """The op in PyTorch: each point's four neighbours (:func:`corner_rows`) summed by
     ``embedding_bag`` with per-row weights, which keeps only the rows' indices and weights
-    for the backward. Traced for ONNX (which has no weighted bag) the rows are gathered and
-    summed instead.
+    for the backward. Traced (ONNX has no weighted bag, and FLOP counters see a matrix
+    product: 4 per sampled value, as they count bilinear sampling) the rows are gathered
+    and multiplied by their weights instead.
 
     Args:
         value: (B, H*W, heads, d) the value map.
@@ -83,19 +84,23 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
         (T, heads * d), in the promoted dtype of the three inputs.
     """
     B, _, h, d = value.shape
+    traced = torch.jit.is_tracing()
     if lengths is None:
         if B != 1:
             raise ValueError(f'lengths=None means one image; the value map has {B}')
         batch = None
     else:
+        if len(lengths) != B or (not traced and sum(lengths) != xy.shape[0]):
+            raise ValueError(f'lengths {list(lengths)} do not split {xy.shape[0]} queries '
+                             f'over {B} images')
         batch = torch.repeat_interleave(torch.arange(B, device=xy.device),
                                         torch.tensor(lengths, device=xy.device))
     dtype = torch.promote_types(torch.result_type(value, xy), weights.dtype)
     rows, coef = corner_rows(xy.to(dtype), weights.to(dtype), batch, hw)
     table = value.to(dtype).reshape(-1, d)
-    if torch.jit.is_tracing():
-        out = (table.index_select(0, rows.reshape(-1)).view(rows.shape[0], -1, d) *
-               coef.unsqueeze(-1)).sum(1)
+    if traced:
+        rows_values = table.index_select(0, rows.reshape(-1)).view(-1, rows.shape[1], d)
+        out = torch.matmul(coef.unsqueeze(1), rows_values)
     else:
         out = F.embedding_bag(rows, table, per_sample_weights=coef, mode='sum')
     return out.reshape(-1, h * d)
