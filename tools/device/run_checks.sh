@@ -47,7 +47,7 @@ else
   step triton_cases env TRITON_INTERPRET=1 "$PY" -m pytest -q -p no:cacheprovider \
     --rootdir tests/test_ops tests/test_ops/triton_cases.py
   step check_device_references "$PY" tools/analysis_tools/check_device.py --device cpu \
-    --as-cuda --model dpvt --size 64 64
+    --as-cuda --model dpvt --size 72 88
   LAT=(--model pvt --arch tiny --size 128 128 --batch 1 --repeats 2 --warmup 1 --no-mmdet)
 fi
 step latency_references "$PY" tools/analysis_tools/benchmark_latency.py "${LAT[@]}" \
