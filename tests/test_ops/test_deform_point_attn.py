@@ -151,6 +151,28 @@ def test_a_non_finite_image_leaves_the_others_alone(kernels):
     torch.testing.assert_close(out[1][0], clean[1][0])
 
 
+@pytest.mark.parametrize('kernels', [True, False])
+def test_far_and_non_finite_locations(kernels):
+    # far away (beyond int64 as well): reads zero; NaN or inf: reads NaN in that query's
+    # head, never a silent zero, and leaves the other queries alone
+    value, xy, weights = make_case([5], 3, 4, 2, 3, 1, seed=2)
+    far = xy.clone()
+    far[0, 0, 0] = torch.tensor([1e30, 2.0], dtype=far.dtype)
+    far[1, 1, 0] = torch.tensor([-1e19, -1e19], dtype=far.dtype)
+    bad = xy.clone()
+    bad[2, 0, 0, 0] = float('nan')
+    bad[3, 1, 0, 1] = float('inf')
+    with use_kernels(kernels):
+        clean = deform_point_attn(value, xy, weights, [5], (3, 4)).view(5, 2, 3)
+        out = deform_point_attn(value, far, weights, [5], (3, 4)).view(5, 2, 3)
+        assert (out[0, 0] == 0).all() and (out[1, 1] == 0).all()
+        torch.testing.assert_close(out[2:], clean[2:])
+        out = deform_point_attn(value, bad, weights, [5], (3, 4)).view(5, 2, 3)
+    assert out[2, 0].isnan().all() and out[3, 1].isnan().all()
+    assert not out[2, 1].isnan().any() and not out[3, 0].isnan().any()
+    torch.testing.assert_close(out[[0, 1, 4]], clean[[0, 1, 4]])
+
+
 def test_lengths_that_do_not_split_the_queries_are_named():
     value, xy, weights = make_case([2, 3], 3, 3, 2, 4, 2, 0)
     with pytest.raises(ValueError, match=r'lengths \[1, 0\] do not split 5 queries over 2'):

@@ -7,7 +7,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -17,16 +19,24 @@ namespace vtpack_mm {
 namespace {
 
 // The four neighbours of (x, y) and their bilinear weights; a neighbour outside the map
-// gets offset -1 (it reads zero and receives no gradient).
+// gets offset -1 (it reads zero and receives no gradient). A non-finite location has no
+// neighbour and NaN weights (finite == false).
 template <typename acc_t>
 struct Bilinear {
   int64_t offset[4];
   acc_t weight[4];
   acc_t fx, fy;
+  bool finite;
 
   Bilinear(acc_t x, acc_t y, int64_t H, int64_t W) {
+    finite = std::isfinite(x) && std::isfinite(y);
     const acc_t xf = std::floor(x), yf = std::floor(y);
-    const int64_t xi = static_cast<int64_t>(xf), yi = static_cast<int64_t>(yf);
+    // the corner kept within [-2, W] x [-2, H], so that the cast is defined for any
+    // location: beyond, every neighbour is outside the map either way
+    const int64_t xi = finite ? static_cast<int64_t>(std::min(std::max(xf, acc_t(-2)),
+                                                              acc_t(W))) : -2;
+    const int64_t yi = finite ? static_cast<int64_t>(std::min(std::max(yf, acc_t(-2)),
+                                                              acc_t(H))) : -2;
     fx = x - xf;
     fy = y - yf;
     const int64_t xs[4] = {xi, xi + 1, xi, xi + 1};
@@ -81,6 +91,10 @@ at::Tensor deform_point_attn_forward_cpu(const at::Tensor& value, const at::Tens
           const int64_t j = i * P + p;
           const Bilinear<acc_t> s{acc_t(xp[2 * j]), acc_t(xp[2 * j + 1]), H, W};
           const acc_t a = acc_t(wp[j]);
+          if (!s.finite) {  // reads NaN, as the PyTorch reference does: no silent zero
+            std::fill(acc.begin(), acc.end(), std::numeric_limits<acc_t>::quiet_NaN());
+            continue;
+          }
           for (int c4 = 0; c4 < 4; ++c4) {
             if (s.offset[c4] < 0) continue;
             const acc_t w = a * s.weight[c4];
