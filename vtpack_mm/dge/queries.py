@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..ops import (grained_pool, grained_pool_reference, grained_unpool,
-                   grained_unpool_reference, pad_index)
+                   grained_unpool_reference, image_index, pad_index)
 from .geometry import RegionGeometry
 
 
@@ -46,8 +46,7 @@ class QueryLayout:
 
     def batch_index(self, device) -> Tensor:
         """(T,) image index of every query."""
-        counts = torch.tensor(self.lengths, device=device)
-        return torch.repeat_interleave(torch.arange(self.batch_size, device=device), counts)
+        return image_index(self.lengths, device)
 
     def _pad_index(self, device) -> Tensor:
         return pad_index(self.lengths, device)

@@ -2,7 +2,7 @@
 reference, autograd Function and dispatcher in one module (:mod:`.grained`,
 :mod:`.deform_point_attn`), its Triton kernel beside it, its C++ source in ``ops/csrc``."""
 from .deform_point_attn import (deform_point_attn, deform_point_attn_reference,
-                                pad_index)
+                                image_index, pad_index)
 from .ext import (device_kind, has_kernel, take_cuda_branches, use_kernels,
                   use_triton_on_cpu)
 from .grained import (GrainedIndex, grained_pool, grained_pool_kernel,
@@ -13,7 +13,8 @@ from .grained import (GrainedIndex, grained_pool, grained_pool_kernel,
 __all__ = [
     'deform_point_attn', 'deform_point_attn_reference', 'grained_pool', 'grained_unpool',
     'grained_pool_kernel', 'grained_unpool_kernel', 'grained_pool_reference',
-    'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'pad_index', 'patch_counts',
+    'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'image_index', 'pad_index',
+    'patch_counts',
     'patch_means', 'patch_mean_table', 'use_kernels', 'use_triton_on_cpu', 'device_kind',
     'take_cuda_branches'
 ]

@@ -18,10 +18,16 @@ from torch.autograd.function import once_differentiable
 from .ext import backend, has_kernel
 
 
+def image_index(lengths: List[int], device) -> Tensor:
+    """(T,) image of every packed query, for ``lengths`` queries per image."""
+    counts = torch.tensor(lengths, device=device)
+    return torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)
+
+
 def pad_index(lengths: List[int], device) -> Tensor:
     """(T,) row of every packed query in the padded (B * max(lengths)) layout."""
     counts = torch.tensor(lengths, device=device)
-    batch = torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)
+    batch = image_index(lengths, device)
     offsets = torch.cumsum(counts, 0) - counts
     pos = torch.arange(int(counts.sum()), device=device) - offsets[batch]
     return batch * max(lengths) + pos
@@ -93,8 +99,7 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
         if len(lengths) != B or (not traced and sum(lengths) != xy.shape[0]):
             raise ValueError(f'lengths {list(lengths)} do not split {xy.shape[0]} queries '
                              f'over {B} images')
-        batch = torch.repeat_interleave(torch.arange(B, device=xy.device),
-                                        torch.tensor(lengths, device=xy.device))
+        batch = image_index(lengths, xy.device)
     dtype = torch.promote_types(torch.result_type(value, xy), weights.dtype)
     rows, coef = corner_rows(xy.to(dtype), weights.to(dtype), batch, hw)
     table = value.to(dtype).reshape(-1, d)
@@ -132,12 +137,10 @@ def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor,
         return deform_point_attn_reference(value, xy, weights, lengths, hw)
     dtype = torch.result_type(value, xy)
     dtype = torch.promote_types(dtype, weights.dtype)
-    B = value.shape[0]
     if lengths is None:
         batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
     else:
-        batch = torch.repeat_interleave(torch.arange(B, device=value.device),
-                                        torch.tensor(lengths, device=value.device))
+        batch = image_index(lengths, value.device)
     out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
                                         weights.to(dtype).contiguous(), batch,
                                         (int(hw[0]), int(hw[1])))
