@@ -33,6 +33,11 @@ def pad_index(lengths: List[int], device) -> Tensor:
     return batch * max(lengths) + pos
 
 
+def op_dtype(value: Tensor, xy: Tensor, weights: Tensor) -> torch.dtype:
+    """The dtype the op computes and returns in: the three inputs' promoted one."""
+    return torch.promote_types(torch.result_type(value, xy), weights.dtype)
+
+
 def corner_rows(xy: Tensor, weights: Tensor, batch: Optional[Tensor],
                 hw: Tuple[int, int]) -> Tuple[Tensor, Tensor]:
     """Every point's four neighbouring tokens, as rows of the value map viewed as
@@ -100,7 +105,7 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
             raise ValueError(f'lengths {list(lengths)} do not split {xy.shape[0]} queries '
                              f'over {B} images')
         batch = image_index(lengths, xy.device)
-    dtype = torch.promote_types(torch.result_type(value, xy), weights.dtype)
+    dtype = op_dtype(value, xy, weights)
     rows, coef = corner_rows(xy.to(dtype), weights.to(dtype), batch, hw)
     table = value.to(dtype).reshape(-1, d)
     if traced:
@@ -135,8 +140,7 @@ def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor,
     else :func:`deform_point_attn_reference`. Shapes as there; returns (T, heads * d)."""
     if not has_kernel(value, xy, weights):
         return deform_point_attn_reference(value, xy, weights, lengths, hw)
-    dtype = torch.result_type(value, xy)
-    dtype = torch.promote_types(dtype, weights.dtype)
+    dtype = op_dtype(value, xy, weights)
     if lengths is None:
         batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
     else:
