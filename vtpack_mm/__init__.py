@@ -6,7 +6,8 @@ allow_runner_checkpoints()
 
 from . import dge, engine, models  # noqa: E402,F401
 from .engine import BudgetLossHook  # noqa: E402,F401
-from .models import DPVT, PVT, DeiT  # noqa: E402,F401
+from .models import DPVT, PVT, DeiT, MiT, PVTv2  # noqa: E402,F401
 from .registry import HOOKS, MODELS  # noqa: E402,F401
 
-__all__ = ['__version__', 'MODELS', 'HOOKS', 'PVT', 'DPVT', 'DeiT', 'BudgetLossHook']
+__all__ = ['__version__', 'MODELS', 'HOOKS', 'PVT', 'DPVT', 'DeiT', 'PVTv2', 'MiT',
+           'BudgetLossHook']

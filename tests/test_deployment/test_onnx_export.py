@@ -11,7 +11,8 @@ from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx
 BACKBONES = dict(
     PVT=(vtpack_mm.PVT, dict(arch='tiny')),
     DPVT=(vtpack_mm.DPVT, dict(arch='tiny')),
-    DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')))
+    DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')),
+    MiT=(vtpack_mm.MiT, dict(arch='b0')))
 
 
 def routed(name, granularities=(1, 2, 4), region_size=None):

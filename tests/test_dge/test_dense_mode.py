@@ -10,7 +10,8 @@ from vtpack_mm.dge import SparseQueryBlock, budget_loss, last_complexity
 BACKBONES = dict(
     PVT=(vtpack_mm.PVT, dict(arch='tiny')),
     DPVT=(vtpack_mm.DPVT, dict(arch='tiny')),
-    DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')))
+    DeiT=(vtpack_mm.DeiT, dict(arch='tiny', img_size=64, out_type='featmap')),
+    MiT=(vtpack_mm.MiT, dict(arch='b0')))
 
 
 def every_query_with_autograd(self, x, routing):

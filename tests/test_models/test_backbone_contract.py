@@ -9,8 +9,9 @@ from vtpack_mm.models.layers import DeformablePointAttention, SpatialReductionAt
 
 DGE = dict(granularities=(1, 2, 4))
 BACKBONES = [(vtpack_mm.PVT, dict(arch='tiny')), (vtpack_mm.DPVT, dict(arch='tiny')),
-             (vtpack_mm.DeiT, dict(arch='tiny', out_type='featmap', img_size=64))]
-IDS = ['PVT', 'DPVT', 'DeiT']
+             (vtpack_mm.DeiT, dict(arch='tiny', out_type='featmap', img_size=64)),
+             (vtpack_mm.MiT, dict(arch='b0'))]
+IDS = ['PVT', 'DPVT', 'DeiT', 'MiT']
 
 
 def mixed_routers(model, seed=0):
@@ -31,8 +32,15 @@ def test_any_input_size(cls, kw, size):
     model.eval()
     with torch.no_grad():
         outs = model(torch.randn(1, 3, *size))
-    stride = 32 if cls is not vtpack_mm.DeiT else 16
-    assert outs[-1].shape[-2:] == (size[0] // stride, size[1] // stride)
+    if cls is vtpack_mm.DeiT:
+        expected = (size[0] // 16, size[1] // 16)
+    elif cls is vtpack_mm.MiT:  # overlapping patch embeddings: ceil at every stride
+        expected = size
+        for stride in (4, 2, 2, 2):
+            expected = tuple(-(-s // stride) for s in expected)
+    else:
+        expected = (size[0] // 32, size[1] // 32)
+    assert outs[-1].shape[-2:] == expected
     assert 0 < model.last_complexity.ratio().item() <= 1
 
 

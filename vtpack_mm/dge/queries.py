@@ -67,6 +67,13 @@ class QueryLayout:
         flat = q.reshape(q.shape[0] * q.shape[1], *q.shape[2:])
         return flat.index_select(0, self._pad_index(q.device))
 
+    def spread(self, q: Tensor) -> Tensor:
+        """(T, C) -> (B, N, C): every token takes the row of the query that covers it (a
+        token of a skipped region takes zeros). The inverse of pooling on a map whose
+        patches are constant; a block that needs the map itself (a convolution) reads it
+        from here."""
+        raise NotImplementedError
+
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         """(T, 2) reference point (x, y) of every query in token units.
 
@@ -89,6 +96,14 @@ def token_xy(hw: Tuple[int, int], num_extra: int, device, dtype=torch.float32) -
     return xy
 
 
+def spread_rows(q: Tensor, token_to_query: Tensor, has_dump: bool) -> Tensor:
+    """(T, C) rows, (B, N) query of every token (T: the zero dump row) -> (B, N, C)."""
+    if has_dump:
+        q = torch.cat([q, q.new_zeros(1, q.shape[-1])])
+    B, N = token_to_query.shape
+    return q.index_select(0, token_to_query.reshape(-1)).view(B, N, q.shape[-1])
+
+
 class DenseQueries(QueryLayout):
     """The vanilla case: every token is a query."""
 
@@ -97,6 +112,13 @@ class DenseQueries(QueryLayout):
         self.hw = (int(hw[0]), int(hw[1]))
         self.num_extra = num_extra
         self.lengths = [num_extra + self.hw[0] * self.hw[1]] * batch_size
+
+    def spread(self, q: Tensor) -> Tensor:
+        return q.view(self.batch_size, self.lengths[0], q.shape[-1])
+
+    def pool(self, x: Tensor) -> Tensor:
+        """(B, N, C) tokens -> (T, C): the tokens are the queries."""
+        return x.reshape(-1, x.shape[-1])
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         return token_xy(self.hw, self.num_extra, device, dtype).repeat(self.batch_size, 1)
@@ -201,6 +223,12 @@ class GrainedQueries(QueryLayout):
         """x + the delta of each token's query: (B, N, C), (T, C) -> (B, N, C)
         (:func:`vtpack_mm.ops.grained_unpool`)."""
         return grained_unpool(x, delta, self)
+
+    def spread(self, q: Tensor) -> Tensor:
+        if self.num_branches != 1:
+            raise ValueError(f'spread needs a layout whose tokens each take one query; this '
+                             f'one has {self.num_branches} branches')
+        return spread_rows(q, self.token_to_query[0], self.has_dump)
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         B, N = self.token_to_query.shape[1:]
@@ -374,6 +402,9 @@ class TracedQueries(QueryLayout):
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
         """x + the delta of each token's query: (1, N, C), (E + T, C) -> (1, N, C)."""
         return grained_unpool_reference(x, delta, self)
+
+    def spread(self, q: Tensor) -> Tensor:
+        return spread_rows(q, self.token_to_query[0], self.has_dump)
 
     def query_xy(self, device, dtype=torch.float32) -> Tensor:
         xy = token_xy(self.hw, self.num_extra, device, dtype)

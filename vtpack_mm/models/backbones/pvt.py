@@ -3,6 +3,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor, nn
@@ -23,19 +24,21 @@ OUT_TYPES = ('featmap', 'cls_token', 'avg_featmap')
 
 
 class PVTStage(BaseModule):
-    """Patch embedding, absolute position table and encoder layers of one PVT stage."""
+    """Patch embedding, absolute position table (PVT v1; None without one), encoder layers
+    and (PVTv2) the norm after them, of one stage."""
 
-    def __init__(self, in_channels, embed_dims, patch_size, pos_hw, num_extra, blocks,
-                 drop_rate, norm_cfg):
+    def __init__(self, in_channels, embed_dims, patch_size, stride, padding, pos_hw,
+                 num_extra, blocks, drop_rate, norm_cfg, stage_norm_cfg=None):
         super().__init__()
         self.patch_embed = PatchEmbed(in_channels, embed_dims, kernel_size=patch_size,
-                                      stride=patch_size, padding=0, norm_cfg=norm_cfg)
-        self.pos_hw = tuple(pos_hw)
+                                      stride=stride, padding=padding, norm_cfg=norm_cfg)
+        self.pos_hw = tuple(pos_hw) if pos_hw else None
         self.num_extra = num_extra
-        self.pos_embed = nn.Parameter(torch.zeros(1, num_extra + pos_hw[0] * pos_hw[1],
-                                                  embed_dims))
+        self.pos_embed = nn.Parameter(torch.zeros(
+            1, num_extra + pos_hw[0] * pos_hw[1], embed_dims)) if pos_hw else None
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = ModuleList(blocks)
+        self.norm = build_norm_layer(stage_norm_cfg, embed_dims)[1] if stage_norm_cfg else None
 
     def embed_macs(self, hw) -> int:
         conv = self.patch_embed.projection
@@ -45,6 +48,12 @@ class PVTStage(BaseModule):
 
     def position(self, hw) -> Tensor:
         return resize_pos_embed(self.pos_embed, self.pos_hw, hw, self.num_extra)
+
+    def out_hw(self, hw):
+        """The map size this stage's patch embedding makes of an ``hw`` input."""
+        conv = self.patch_embed.projection
+        return tuple((s + 2 * p - k) // st + 1 for s, p, k, st in
+                     zip(hw, conv.padding, conv.kernel_size, conv.stride))
 
 
 @MODELS.register_module()
@@ -61,7 +70,10 @@ class PVT(TransformerBackbone):
             num_heads, mlp_ratios and sr_ratios (one entry per stage). Default 'small'.
         in_channels: input channels. Default 3.
         pretrain_img_size: image size the position tables are made for. Default 224.
-        patch_sizes: patch-embedding kernel/stride per stage. Default (4, 2, 2, 2).
+        patch_sizes: patch-embedding kernel per stage. Default (4, 2, 2, 2).
+        strides: patch-embedding stride per stage; None = ``patch_sizes``. Default None.
+        paddings: patch-embedding padding per stage; None = 0 (PVT v1) or half the kernel
+            (PVTv2). Default None.
         out_indices: stages whose output is returned. Default (0, 1, 2, 3).
         out_type: last stage's output: 'featmap' (B, C, H, W), 'cls_token' (B, C) (needs
             ``with_cls_token``) or 'avg_featmap' (B, C). Default 'featmap'.
@@ -88,12 +100,19 @@ class PVT(TransformerBackbone):
             official PVT/DPVT and mmdet checkpoints are converted on load.
     """
     default_attn_cfg = dict(type='sra')
+    arch_zoo = PVT_ARCHS
+    abs_pos_embed = True  # PVT v1: absolute position tables; PVTv2: none
+    norm_after_stage = False  # PVTv2: a norm after every stage
+    ffn_type = 'mlp'  # PVTv2: 'mix'
+    overlap_patches = False  # PVTv2: paddings default to half the kernel
 
     def __init__(self,
                  arch: Union[str, dict] = 'small',
                  in_channels: int = 3,
                  pretrain_img_size: Union[int, Sequence[int]] = 224,
                  patch_sizes: Sequence[int] = (4, 2, 2, 2),
+                 strides: Optional[Sequence[int]] = None,
+                 paddings: Optional[Sequence[int]] = None,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
                  out_type: str = 'featmap',
                  with_cls_token: bool = False,
@@ -113,10 +132,17 @@ class PVT(TransformerBackbone):
                  init_cfg=None):
         super().__init__(frozen_stages, norm_eval, with_cp, init_cfg=init_cfg)
         name = type(self).__name__
-        arch = check_arch(arch, PVT_ARCHS, ARCH_KEYS, name)
+        arch = check_arch(arch, self.arch_zoo, ARCH_KEYS, name)
         num_stages = len(arch['depths'])
-        if any(len(arch[k]) != num_stages for k in ARCH_KEYS) or len(patch_sizes) != num_stages:
-            raise ValueError(f'{name}: arch lists and patch_sizes must have one entry per stage')
+        strides = tuple(patch_sizes if strides is None else strides)
+        if paddings is None:
+            paddings = [k // 2 if self.overlap_patches else 0 for k in patch_sizes]
+        if any(len(arch[k]) != num_stages for k in ARCH_KEYS) or \
+                {len(patch_sizes), len(strides), len(paddings)} != {num_stages}:
+            raise ValueError(f'{name}: arch lists, patch_sizes, strides and paddings must have '
+                             f'one entry per stage ({num_stages})')
+        if with_cls_token and not self.abs_pos_embed:
+            raise ValueError(f'{name}: with_cls_token needs position tables ({name} has none)')
         self.check_common(name, out_type, OUT_TYPES, frozen_stages, num_stages)
         if out_type == 'cls_token' and not with_cls_token:
             raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
@@ -125,6 +151,7 @@ class PVT(TransformerBackbone):
         self.out_indices = self.check_out_indices(out_indices, num_stages, name)
         self.out_type = out_type
         self.patch_sizes = tuple(patch_sizes)
+        self.strides = strides
         attn_cfg = dict(attn_cfg or self.default_attn_cfg)
         if isinstance(pretrain_img_size, int):
             pretrain_img_size = (pretrain_img_size, pretrain_img_size)
@@ -146,18 +173,23 @@ class PVT(TransformerBackbone):
                     dims, arch['num_heads'][i], arch['mlp_ratios'][i] * dims,
                     attn_cfg=stage_attn, qkv_bias=qkv_bias, drop_rate=drop_rate,
                     attn_drop_rate=attn_drop_rate, drop_path_rate=dpr[g], act_cfg=act_cfg,
-                    norm_cfg=norm_cfg, dge_cfg=dge_kwargs if selected(i, g) else None))
+                    norm_cfg=norm_cfg, dge_cfg=dge_kwargs if selected(i, g) else None,
+                    ffn_type=self.ffn_type))
                 g += 1
-            stride = int(np.prod(self.patch_sizes[:i + 1]))
-            pos_hw = (self.pretrain_img_size[0] // stride, self.pretrain_img_size[1] // stride)
+            stride = int(np.prod(strides[:i + 1]))
+            pos_hw = (self.pretrain_img_size[0] // stride,
+                      self.pretrain_img_size[1] // stride) if self.abs_pos_embed else None
             extra = int(with_cls_token and i == num_stages - 1)
-            self.stages.append(PVTStage(in_ch, dims, self.patch_sizes[i], pos_hw, extra, blocks,
-                                        drop_rate, patch_norm_cfg or norm_cfg))
+            self.stages.append(PVTStage(in_ch, dims, patch_sizes[i], strides[i], paddings[i],
+                                        pos_hw, extra, blocks, drop_rate,
+                                        patch_norm_cfg or norm_cfg,
+                                        norm_cfg if self.norm_after_stage else None))
             in_ch = dims
         # every stage needs a non-empty map, and a spatial reduction needs sr_ratio tokens
         reduce = [arch['sr_ratios'][i] if attn_cfg['type'] == 'sra' else 1 for i in range(num_stages)]
-        self.min_input_size = max(int(np.prod(self.patch_sizes[:i + 1])) * reduce[i]
-                                  for i in range(num_stages))
+        self.min_input_size = next(s for s in range(1, 1 << 16)
+                                   if all(min(hw) >= r for hw, r in
+                                          zip(self.stage_sizes((s, s)), reduce)))
         self.cls_token = nn.Parameter(torch.zeros(1, 1, in_ch)) if with_cls_token else None
         self.norm = nn.LayerNorm(in_ch, eps=norm_cfg.get('eps', 1e-6)) if final_norm else None
         self._freeze_stages()
@@ -166,15 +198,23 @@ class PVT(TransformerBackbone):
     def embed_dims(self):
         return list(self.arch['embed_dims'])
 
+    def stage_sizes(self, hw):
+        """The map size of every stage for an ``hw`` input."""
+        sizes = []
+        for stage in self.stages:
+            hw = stage.out_hw(hw)
+            sizes.append(hw)
+        return sizes
+
     def position_tables(self):
-        tables = [s.pos_embed for s in self.stages]
+        tables = [s.pos_embed for s in self.stages if s.pos_embed is not None]
         return tables + ([self.cls_token] if self.cls_token is not None else [])
 
     def frozen_modules(self, stage):
         return [self.stages[stage]]
 
     def routing_groups(self):
-        strides = np.cumprod(self.patch_sizes)
+        strides = np.cumprod(self.strides)
         return [(f'stage{i + 1}', stage.blocks, int(strides[i]))
                 for i, stage in enumerate(self.stages)]
 
@@ -195,9 +235,14 @@ class PVT(TransformerBackbone):
             last = i == self.num_stages - 1
             if last and self.cls_token is not None:
                 x = torch.cat([self.cls_token.expand(B, -1, -1), x], 1)
-            x = stage.pos_drop(x + stage.position(hw))
+            if stage.pos_embed is not None:
+                x = x + stage.position(hw)
+            x = stage.pos_drop(x)
             for j, block in enumerate(stage.blocks):
                 x = self.run_block(block, x, hw, meter, group, f'{group}.layer{j + 1}')
+            if stage.norm is not None:
+                x = stage.norm(x)
+                meter.add(group, norm_macs(hw[0] * hw[1], x.shape[-1]))
             E = stage.num_extra
             if last and self.norm is not None:
                 x = self.norm(x)
@@ -223,7 +268,7 @@ class PVT(TransformerBackbone):
 
     def table_specs(self):
         return [(f'stages.{i}.pos_embed', s.pos_embed, s.pos_hw, s.num_extra, 'bilinear')
-                for i, s in enumerate(self.stages)]
+                for i, s in enumerate(self.stages) if s.pos_embed is not None]
 
 
 @MODELS.register_module()

@@ -1,5 +1,5 @@
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from torch import Tensor
 
@@ -31,3 +31,19 @@ def split_heads(state: Dict[str, Tensor], prefixes=('head.', 'head_dist.', 'fc_n
     """Split classifier-head keys off a state dict: (backbone part, head part)."""
     head = {k: v for k, v in state.items() if k.startswith(prefixes)}
     return {k: v for k, v in state.items() if k not in head}, head
+
+
+# (what the layout is called, the key prefix that marks it, its conversion; None: ours)
+Layout = Tuple[str, str, Optional[Callable[[Dict[str, Tensor]], Dict[str, Tensor]]]]
+
+
+def convert_detected(state: Dict[str, Tensor], layouts: Sequence[Layout],
+                     model: str) -> Dict[str, Tensor]:
+    """Convert ``state`` by the first of ``layouts`` one of whose keys starts with its
+    marker; a state dict that matches none is an error naming the layouts we read."""
+    for _, marker, convert in layouts:
+        if any(k.startswith(marker) for k in state):
+            return state if convert is None else convert(state)
+    known = ', '.join(f'{name} ({marker}*)' for name, marker, _ in layouts)
+    raise KeyError(f'unrecognised {model} checkpoint layout (first keys: {list(state)[:4]}); '
+                   f'expected {known} keys')

@@ -5,7 +5,7 @@ from typing import Dict
 import torch
 from torch import Tensor
 
-from .common import rename, split_heads
+from .common import convert_detected, rename, split_heads
 
 OFFICIAL_RULES = [
     (r'^patch_embed(\d)\.proj\.', lambda m: f'stages.{int(m.group(1)) - 1}.patch_embed.projection.'),
@@ -26,51 +26,63 @@ def convert_official_pvt(state: Dict[str, Tensor]):
     return rename(backbone, OFFICIAL_RULES), head
 
 
-def _mmdet_block(m):
-    return f'stages.{m.group(1)}.blocks.{int(m.group(2)) - 1}.'
+def _mmdet_rules(first_block: int, ffn: Dict[str, str]):
+    """mmdet/mmseg ``layers.{stage}.{0: patch embedding, 1: layers, 2: norm}`` -> ours;
+    ``first_block`` is the index of the first encoder layer in ``layers.{stage}.1`` (1
+    behind PVT v1's position table, 0 in PVTv2/MiT), ``ffn`` maps the FFN's layer indices
+    to our names."""
+
+    def block(m):
+        return f'stages.{m.group(1)}.blocks.{int(m.group(2)) - first_block}.'
+
+    fc = '|'.join(ffn)
+    return [
+        (r'^layers\.(\d)\.0\.', r'stages.\1.patch_embed.'),
+        (r'^layers\.(\d)\.1\.0\.pos_embed$', r'stages.\1.pos_embed'),
+        (r'^layers\.(\d)\.2\.', r'stages.\1.norm.'),
+        (r'^layers\.(\d)\.1\.(\d+)\.attn\.attn\.out_proj\.', lambda m: block(m) + 'attn.proj.'),
+        (r'^layers\.(\d)\.1\.(\d+)\.attn\.(sr|norm)\.', lambda m: block(m) + f'attn.{m.group(3)}.'),
+        (rf'^layers\.(\d)\.1\.(\d+)\.ffn\.layers\.({fc})\.',
+         lambda m: block(m) + ffn[m.group(3)] + '.'),
+        (r'^layers\.(\d)\.1\.(\d+)\.(norm1|norm2)\.', lambda m: block(m) + f'{m.group(3)}.'),
+    ]
 
 
-MMDET_RULES = [
-    (r'^layers\.(\d)\.0\.', r'stages.\1.patch_embed.'),
-    (r'^layers\.(\d)\.1\.0\.pos_embed$', r'stages.\1.pos_embed'),
-    (r'^layers\.(\d)\.1\.(\d+)\.attn\.attn\.out_proj\.', lambda m: _mmdet_block(m) + 'attn.proj.'),
-    (r'^layers\.(\d)\.1\.(\d+)\.attn\.(sr|norm)\.', lambda m: _mmdet_block(m) + f'attn.{m.group(3)}.'),
-    (r'^layers\.(\d)\.1\.(\d+)\.ffn\.layers\.0\.', lambda m: _mmdet_block(m) + 'ffn.layers.0.0.'),
-    (r'^layers\.(\d)\.1\.(\d+)\.ffn\.layers\.3\.', lambda m: _mmdet_block(m) + 'ffn.layers.1.'),
-    (r'^layers\.(\d)\.1\.(\d+)\.(norm1|norm2)\.', lambda m: _mmdet_block(m) + f'{m.group(3)}.'),
-]
+# PVT v1's FFN: fc1, activation, dropout, fc2 (1x1 convolutions in mmdet)
+MMDET_V1_FFN = {'0': 'ffn.layers.0.0', '3': 'ffn.layers.1'}
+MMDET_RULES = _mmdet_rules(1, MMDET_V1_FFN)
 
 
-def convert_mmdet_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
-    """mmdet ``PyramidVisionTransformer`` (v1, absolute position tables) keys -> ours."""
+def convert_mmdet_pvt(state: Dict[str, Tensor], rules=MMDET_RULES,
+                      first_block: int = 1) -> Dict[str, Tensor]:
+    """mmdet ``PyramidVisionTransformer`` keys -> ours (PVT v1, absolute position tables, by
+    default; ``rules``/``first_block`` of :func:`_mmdet_rules` for PVTv2 and mmseg's MiT).
+    The attention's stacked ``in_proj`` splits into our q and kv, 1x1 convolutions of the
+    FFN become linear layers."""
     out, rest = {}, {}
     for key, value in state.items():
         m = re.match(r'^layers\.(\d)\.1\.(\d+)\.attn\.attn\.in_proj_(weight|bias)$', key)
         if m is None:
             rest[key] = value
             continue
-        prefix = f'stages.{m.group(1)}.blocks.{int(m.group(2)) - 1}.attn.'
+        prefix = f'stages.{m.group(1)}.blocks.{int(m.group(2)) - first_block}.attn.'
         C = value.shape[0] // 3  # in_proj stacks q, k, v; our kv stacks k, v
         out[f'{prefix}q.{m.group(3)}'] = value[:C]
         out[f'{prefix}kv.{m.group(3)}'] = value[C:]
-    out.update(rename(rest, MMDET_RULES))
+    out.update(rename(rest, rules))
     for key in list(out):
-        if re.search(r'ffn\.layers\.(0\.0|1)\.weight$', key) and out[key].dim() == 4:
+        if re.search(r'ffn\.(layers\.0\.0|layers\.1|fc1|fc2)\.weight$', key) and \
+                out[key].dim() == 4:
             out[key] = out[key].flatten(1)  # 1x1 convs -> linear
     return out
 
 
 def detect_and_convert_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
     """Convert a PVT checkpoint of any supported layout to ours (heads dropped)."""
-    keys = list(state)
-    if any(k.startswith('stages.') for k in keys):
-        return state
-    if any(k.startswith('patch_embed1.') for k in keys):
-        return convert_official_pvt(state)[0]
-    if any(k.startswith('layers.0.0.projection') for k in keys):
-        return convert_mmdet_pvt(state)
-    raise KeyError(f'unrecognised PVT checkpoint layout (first keys: {keys[:4]}); expected '
-                   f'vtpack_mm, official/vtpack (patch_embed1.*) or mmdet (layers.0.0.*) keys')
+    return convert_detected(state, [
+        ('vtpack_mm', 'stages.', None),
+        ('official/vtpack', 'patch_embed1.', lambda s: convert_official_pvt(s)[0]),
+        ('mmdet', 'layers.0.0.projection', convert_mmdet_pvt)], 'PVT')
 
 
 def to_mmdet_pvt(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
