@@ -1,0 +1,6 @@
+# SegFormer MiT-B2 + DGE (granularities 1, 2, 4; budget 0.5) on cityscapes.
+_base_ = './segformer_mit-b2_8xb1-160k_cityscapes-1024x1024.py'
+
+model = dict(backbone=dict(dge_cfg=dict(granularities=(1, 2, 4), train_mode='dense')))
+# L = L_task + 1.0 * (beta - 0.5)^2
+custom_hooks = [dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=1.0)]
