@@ -1,9 +1,9 @@
 """The training config of a retrofit: a vanilla config's model made dynamic and distilled."""
-import copy
 from typing import Optional, Sequence
 
 from mmengine.config import Config
 
+from ..models.native import translate_model_config
 from .retrofit_hook import SCOPES
 
 HOOK_TYPES = ('BudgetLossHook', 'RetrofitHook')
@@ -27,6 +27,11 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
                     train_mode: Optional[str] = None) -> Config:
     """A copy of ``cfg`` that turns the vanilla weights ``checkpoint`` into a DGE model.
 
+    A native backbone (mmdet's PVT v1/v2, mmseg's MiT, mmpretrain's VisionTransformer) is
+    first translated into its vtpack_mm equivalent
+    (:func:`~vtpack_mm.models.native.translate_model_config`), which loads the native
+    checkpoint as it is; any other type is refused with the supported ones listed.
+
     The backbone gets ``dge_cfg`` (kept if the config has one; ``granularities`` and
     ``train_mode`` override it) and loads ``checkpoint`` (``init_cfg``; the routers keep
     their fresh, finest-everywhere initialisation); when the checkpoint is a whole model,
@@ -40,11 +45,10 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
         raise ValueError(f'scope must be one of {SCOPES}, got {scope!r}')
     if int(iters) < 1:
         raise ValueError(f'iters must be >= 1, got {iters}')
-    cfg = copy.deepcopy(cfg)
+    # a native backbone (mmdet's PVT, mmseg's MiT, mmpretrain's ViT...) becomes ours; any
+    # other type is refused with the supported ones listed
+    cfg = translate_model_config(cfg)
     backbone = cfg.model.backbone
-    if not str(backbone.get('type', '')).replace('vtpack_mm.', '') in ('PVT', 'DPVT', 'DeiT'):
-        raise ValueError(f"retrofit needs a vtpack_mm backbone (PVT, DPVT, DeiT); the config's "
-                         f"backbone is {backbone.get('type')!r}")
     dge = dict(backbone.get('dge_cfg') or dict(granularities=(1, 2, 4), train_mode='dense'))
     if granularities:
         dge['granularities'] = tuple(int(g) for g in granularities)

@@ -213,15 +213,18 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
     def load_pretrained(self, filename: str, prefix: Optional[str] = None):
         """Load backbone weights, refusing any key or shape that does not fit.
 
-        ``prefix`` (e.g. 'backbone.' for a whole detector or classifier) is found when not
-        given. Classifier-only entries this backbone lacks are dropped and logged; only
-        the DGE routers may be missing (a vanilla checkpoint in a DGE backbone): they keep
-        their fresh initialisation, which picks the finest granularity everywhere.
+        ``prefix`` (e.g. 'backbone.' for a whole detector or classifier; a missing final
+        dot is added) is found when not given. Classifier-only entries this backbone lacks
+        are dropped and logged; only the DGE routers may be missing (a vanilla checkpoint
+        in a DGE backbone): they keep their fresh initialisation, which picks the finest
+        granularity everywhere.
         """
         ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
         state = unwrap_checkpoint(ckpt)
         if prefix is None:
             prefix = find_prefix(state)
+        elif prefix and not prefix.endswith('.'):
+            prefix += '.'  # 'backbone', as mmengine's Pretrained init and mmpretrain write it
         groups = {}  # what lies outside the prefix (a whole model's neck, heads), by module
         for k in state:
             if not k.startswith(prefix):

@@ -8,7 +8,8 @@ direct ``load_state_dict`` calls. It
 1. converts a foreign key layout (official PVT, vtpack, mmdet PVT, timm / mmpretrain DeiT)
    to ours, through the backbone's ``convert_state_dict``;
 2. drops what only a classifier has when the backbone lacks it (class token, final norm,
-   heads), and the class-token slot of a position table whose backbone has no class token;
+   the norm of averaged tokens, heads), and the class-token slot of a position table
+   whose backbone has no class token;
 3. resizes square position tables to the backbone's grid.
 
 Anything else that does not fit is left for the caller to report (missing, unexpected
@@ -23,8 +24,9 @@ from torch import Tensor
 
 # keys of classifier heads in the layouts we read (timm/official, mmpretrain, vtpack)
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
-# keys a classifier backbone has and a dense-prediction one may lack
-CLASSIFIER_PREFIXES = ('cls_token', 'norm.')
+# keys a classifier backbone has and a dense-prediction one may lack (avg_norm: the norm of
+# the averaged tokens, mmpretrain ViT's ln2)
+CLASSIFIER_PREFIXES = ('cls_token', 'norm.', 'avg_norm.')
 STATE_KEYS = ('state_dict', 'model', 'module')
 # wrappers whose sub-dict holds a backbone: detectors/segmentors/classifiers, DDP
 PREFIX_CANDIDATES = ('backbone.', 'module.backbone.', 'module.')

@@ -22,6 +22,8 @@ MMPRETRAIN_RULES = [
     (r'^layers\.(\d+)\.', r'blocks.\1.'),
     (r'^(cls_token|pos_embed)$', r'\1'),
     (r'^(ln1|norm1)\.', 'norm.'),
+    (r'^ln2\.', 'avg_norm.'),  # the norm of out_type='avg_featmap'
+    (r'^pre_norm\.', 'pre_norm.'),  # pre_norm=True (CLIP); an Identity has no keys
 ]
 
 
@@ -51,8 +53,7 @@ def convert_deit(state: Dict[str, Tensor]):
 
 def convert_mmpretrain_vit(state: Dict[str, Tensor]):
     """mmpretrain VisionTransformer/DeiT (backbone keys, no 'backbone.' prefix) -> ours."""
-    drop = lambda k: k.startswith('pre_norm.')  # noqa: E731  (Identity in DeiT)
-    return rename(_split_qkv(state), MMPRETRAIN_RULES, drop=drop)
+    return rename(_split_qkv(state), MMPRETRAIN_RULES)
 
 
 def detect_and_convert_deit(state: Dict[str, Tensor]) -> Dict[str, Tensor]:
