@@ -15,7 +15,7 @@ median over rounds of vanilla time / variant time within the round:
   vanilla      the vtpack_mm backbone with dge_cfg=None
   dge          the same weights with DGE at the calibrated beta
   dge-finest   DGE with every region at the finest granularity (the routing overhead)
-  mmdet        mmdet's PyramidVisionTransformer with the same weights (PVT only)
+  mmdet        mmdet's PyramidVisionTransformer with the same weights (PVT v1 only)
 
 On CPU the memory allocator moves the results: with glibc's defaults every large tensor
 is page-faulted in afresh, which costs the larger vanilla model more. Run with
@@ -39,7 +39,8 @@ from vtpack_mm.analysis.latency import paired_speedups, summarize, time_variants
 from vtpack_mm.dge import forced_choice, last_complexity
 from vtpack_mm.models.converters import to_mmdet_pvt
 
-MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
+MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT, pvtv2=vtpack_mm.PVTv2,
+              mit=vtpack_mm.MiT)
 
 
 def sample_images(size):
@@ -143,8 +144,7 @@ def main():
         shift, beta = calibrate_logit_shift(dge, images, args.target_beta, tol=0.01,
                                             verbose=True)
     models = dict(vanilla=vanilla, dge=dge)
-    if isinstance(vanilla, vtpack_mm.PVT) and not isinstance(vanilla, vtpack_mm.DPVT) \
-            and not args.no_mmdet:
+    if type(vanilla) is vtpack_mm.PVT and not args.no_mmdet:
         models['mmdet'] = mmdet_pvt(vanilla)
     for m in models.values():
         m.to(device)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..ops import (grained_pool, grained_pool_reference, grained_unpool,
-                   grained_unpool_reference, image_index, pad_index)
+                   grained_unpool_reference, image_index, pad_index, spread_rows)
 from .geometry import RegionGeometry
 
 
@@ -94,14 +94,6 @@ def token_xy(hw: Tuple[int, int], num_extra: int, device, dtype=torch.float32) -
         centre = xy.new_tensor([(W - 1) / 2, (H - 1) / 2]).expand(num_extra, 2)
         xy = torch.cat([centre, xy])
     return xy
-
-
-def spread_rows(q: Tensor, token_to_query: Tensor, has_dump: bool) -> Tensor:
-    """(T, C) rows, (B, N) query of every token (T: the zero dump row) -> (B, N, C)."""
-    if has_dump:
-        q = torch.cat([q, q.new_zeros(1, q.shape[-1])])
-    B, N = token_to_query.shape
-    return q.index_select(0, token_to_query.reshape(-1)).view(B, N, q.shape[-1])
 
 
 class DenseQueries(QueryLayout):

@@ -9,6 +9,8 @@ from .grained import (GrainedIndex, grained_pool, grained_pool_kernel,
                       grained_pool_reference, grained_unpool, grained_unpool_kernel,
                       grained_unpool_reference, patch_counts, patch_mean_table,
                       patch_means)
+from .spread_dwconv import (conv_tokens, spread_dwconv_pool, spread_dwconv_pool_reference,
+                            spread_rows)
 
 __all__ = [
     'deform_point_attn', 'deform_point_attn_reference', 'grained_pool', 'grained_unpool',
@@ -16,5 +18,6 @@ __all__ = [
     'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'image_index', 'pad_index',
     'patch_counts',
     'patch_means', 'patch_mean_table', 'use_kernels', 'use_triton_on_cpu', 'device_kind',
-    'take_cuda_branches'
+    'take_cuda_branches', 'conv_tokens', 'spread_dwconv_pool', 'spread_dwconv_pool_reference',
+    'spread_rows'
 ]

@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...dge import GrainedQueries, QueryLayout, linear_macs
-from ...dge.queries import spread_rows
+from ...ops import conv_tokens, spread_dwconv_pool, spread_rows
 
 
 class MixFFN(BaseModule):
@@ -55,9 +55,12 @@ class MixFFN(BaseModule):
                              f'{queries.num_extra} extra tokens')
         hidden = self.fc1(x)
         branches = getattr(queries, 'num_branches', 1)
-        if branches == 1:  # every token takes one query: the routed map
+        keep_map = state is not None and torch.is_grad_enabled()  # dense training
+        if isinstance(queries, GrainedQueries) and branches == 1 and not keep_map:
+            hidden = spread_dwconv_pool(hidden, queries, self.dwconv)
+        elif branches == 1:  # every token takes one query: the routed map
             spread = queries.spread(hidden)
-            if state is not None:
+            if keep_map:
                 state['hidden_map'] = spread.detach()
             hidden = queries.pool(self.conv_tokens(spread, queries.hw))
         else:
@@ -65,11 +68,8 @@ class MixFFN(BaseModule):
         return self.drop(self.fc2(self.drop(self.act(hidden))))
 
     def conv_tokens(self, tokens: Tensor, hw) -> Tensor:
-        """(B, H*W, C) -> the depth-wise convolution of the map, (B, H*W, C). Runs on a
-        channels-last view, so neither side is a transposed copy."""
-        B, N, C = tokens.shape
-        fmap = tokens.view(B, hw[0], hw[1], C).permute(0, 3, 1, 2)
-        return self.dwconv(fmap).permute(0, 2, 3, 1).reshape(B, N, C)
+        """(B, H*W, C) -> the depth-wise convolution of the map, (B, H*W, C)."""
+        return conv_tokens(self.dwconv, tokens, hw)
 
     def _per_granularity(self, hidden: Tensor, queries: GrainedQueries,
                          state: Optional[dict]) -> Tensor:
