@@ -15,20 +15,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 @pytest.mark.parametrize('cls, size', [(vtpack_mm.PVT, (224, 224)), (vtpack_mm.PVT, (200, 320)),
-                                       (vtpack_mm.DPVT, (256, 256)), (vtpack_mm.DeiT, (256, 256))])
+                                       (vtpack_mm.DPVT, (256, 256)), (vtpack_mm.DeiT, (256, 256)),
+                                       (vtpack_mm.MiT, (224, 224)), (vtpack_mm.PVTv2, (200, 320))])
 def test_vanilla_count_agrees_with_mmengine(cls, size):
-    model = cls(arch='tiny').eval()
+    model = cls(arch='b0' if issubclass(cls, vtpack_mm.PVTv2) else 'tiny').eval()
     with torch.no_grad():
         counted = count_flops(model, (torch.randn(1, 3, *size), ))
     analytic = model.last_complexity.total_static()
     assert abs(analytic - counted) / counted < 0.01
 
 
-def test_routed_count_agrees_with_mmengine():
+@pytest.mark.parametrize('cls, arch', [(vtpack_mm.PVT, 'tiny'), (vtpack_mm.MiT, 'b0')])
+def test_routed_count_agrees_with_mmengine(cls, arch):
     """mmengine traces the routed pass with its actual query counts: that is the dynamic
-    cost the complexity meter computes."""
+    cost the complexity meter computes (for MiT: the Mix-FFN's convolution over the whole
+    map, fc1 and fc2 over the queries)."""
     torch.manual_seed(0)
-    model = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(1, 2, 4))).eval()
+    model = cls(arch=arch, dge_cfg=dict(granularities=(1, 2, 4))).eval()
     for d in model.dge_modules():
         d.router.gate.weight.data.normal_(0, 1)
     with torch.no_grad():

@@ -15,17 +15,15 @@ import glob
 import json
 import os
 import os.path as osp
-import time
 
 import cv2
 import numpy as np
-import torch
 from mmengine.config import Config
-from mmengine.runner import Runner
 
+from vtpack_mm.analysis.evaluation import evaluate, spread, wall_seconds
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
-from vtpack_mm.dge import last_complexity, routing_maps
+from vtpack_mm.dge import routing_maps
 from vtpack_mm.models.converters import publish
 from vtpack_mm.visualization import draw_gates, legend
 
@@ -39,46 +37,6 @@ ROWS = [  # (run folder, final iteration, evaluation config, table label)
     ('retrofit_ft', 200, DGE, 'vanilla → retrofit → short full fine-tune'),
 ]
 KNOB_ROW = 'retrofit_ft'
-
-
-def evaluate(config, checkpoint, work_dir, shift=0.0):
-    """COCO metrics of the config's test set, beta / MACs per image and test time."""
-    cfg = Config.fromfile(config)
-    cfg.work_dir = work_dir
-    cfg.load_from = checkpoint
-    cfg.default_hooks.logger.interval = 1000
-    if cfg.model.backbone.get('dge_cfg'):
-        cfg.model.backbone.dge_cfg.logit_shift = float(shift)
-    runner = Runner.from_cfg(cfg)
-    backbone = backbone_of(runner.model)
-    betas, dynamic, static = [], [], []
-
-    def record(module, args, output):
-        meter, B = last_complexity(module), output[0].shape[0]
-        # (B,) per image with DGE; one number for a vanilla backbone
-        betas.extend(torch.as_tensor(meter.ratio()).float().expand(B).tolist())
-        gmacs = torch.as_tensor(meter.total_dynamic(), dtype=torch.float64) / 1e9
-        dynamic.extend(gmacs.expand(B).tolist())
-        static.append(meter.total_static() / 1e9)
-
-    handle = backbone.register_forward_hook(record)
-    start = time.perf_counter()
-    metrics = runner.test()
-    seconds = time.perf_counter() - start
-    handle.remove()
-    return dict(metrics={k: float(v) for k, v in metrics.items()},
-                beta=float(np.mean(betas)), beta_min=float(np.min(betas)),
-                beta_max=float(np.max(betas)), dynamic_gmacs=float(np.mean(dynamic)),
-                static_gmacs=float(np.mean(static)), images=len(betas),
-                test_ms_per_image=1000 * seconds / max(1, len(betas)))
-
-
-def wall_seconds(run_dir):
-    path = osp.join(run_dir, 'wall_seconds')
-    if not osp.isfile(path):
-        return None
-    with open(path) as f:
-        return sum(int(line) for line in f if line.strip())
 
 
 def beta_history(run_dir):
@@ -154,16 +112,6 @@ def gate_picture(config, checkpoint, path, num=4):
     cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return ['input'] + [m['group'] for m in routing_maps(backbone, 0)], \
         legend(backbone.dge_modules()[0].granularities)
-
-
-def spread(values, fmt='{:.3f}'):
-    values = [v for v in values if v is not None]
-    if not values:
-        return 'n/a'
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return (' / '.join(fmt.format(v) for v in values) +
-            f' (mean {fmt.format(float(np.mean(values)))})')
 
 
 def metafile(results, published):

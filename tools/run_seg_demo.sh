@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The segmentation demo, on the embedded shapes data, on CPU: a user's own SegFormer config
+# (mmseg's, native MixVisionTransformer backbone, data swapped) made dynamic. Per seed:
+#   vanilla      the native config trained from scratch (1000 iterations)
+#   retrofit     tools/retrofit.py on its checkpoint: the backbone translated to
+#                vtpack_mm.MiT + DGE, routers trained by distillation, no labels (200)
+#   retrofit_ft  the retrofit fine-tuned whole with labels and the budget (200)
+# then evaluates them (mIoU, beta and backbone MACs at inference), sweeps the budget knob
+# of the last one and writes WORK/report/summary.md and summary.json.
+#
+#   SEEDS     seeds to run (default "0 1": ~6 min each on 2 cores; SEEDS=0 for one)
+#   WORK_DIR  output folder (default work_dirs/seg_demo)
+# Finished steps are kept: run it again to go on after an interruption.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$ROOT/tools/setup_env.sh"
+cd "$ROOT"
+PY=.venv/bin/python
+VANILLA=configs/demo/segformer_mit-b0_1000i_shapes-128.py
+FT=configs/demo/segformer_mit-b0-dge-b0.5_ft-200i_shapes-128.py
+WORK="${WORK_DIR:-work_dirs/seg_demo}"
+SEEDS="${SEEDS:-0 1}"
+
+echo "[seg-demo] generating the shapes data in data/shapes"
+$PY tools/misc/make_shapes_dataset.py data/shapes
+
+# run_step NAME DIR ITERS COMMAND...: skip when DIR/iter_ITERS.pth exists, else run (from
+# the start: each step takes a minute or three); its wall time goes to DIR/wall_seconds
+run_step() {
+  local name=$1 dir=$2 iters=$3
+  shift 3
+  if [ -f "$dir/iter_$iters.pth" ]; then
+    echo "[seg-demo] $name: finished earlier ($dir/iter_$iters.pth)"
+    return
+  fi
+  echo "[seg-demo] $name: $iters iterations"
+  rm -f "$dir/wall_seconds"
+  local start=$SECONDS
+  "$@" --work-dir "$dir"
+  echo $((SECONDS - start)) >> "$dir/wall_seconds"
+}
+
+for seed in $SEEDS; do
+  W="$WORK/seed$seed"
+  echo "[seg-demo] === seed $seed ==="
+  run_step "seed $seed, 1/3 vanilla" "$W/vanilla" 1000 \
+    $PY tools/train.py $VANILLA --cfg-options "randomness.seed=$seed"
+  run_step "seed $seed, 2/3 retrofit (routers only)" "$W/retrofit" 200 \
+    $PY tools/retrofit.py $VANILLA "$W/vanilla/iter_1000.pth" --budget 0.5 --iters 200 \
+    --cfg-options "randomness.seed=$seed"
+  run_step "seed $seed, 3/3 retrofit + fine-tune" "$W/retrofit_ft" 200 \
+    $PY tools/train.py $FT --cfg-options "randomness.seed=$seed" \
+    "load_from=$W/retrofit/iter_200.pth"
+done
+
+echo "[seg-demo] evaluating and sweeping the budget knob"
+$PY tools/misc/seg_demo_report.py "$WORK" --out-dir "$WORK/report"
+echo "[seg-demo] report: $ROOT/$WORK/report/summary.md"
