@@ -1,7 +1,7 @@
 // CPU kernel of spread_dwconv_pool (schema: pytorch/spread_dwconv.cpp). One thread writes
 // each query's row. For every tap, the patch's positions are scanned row by row and runs
-// of positions that read the same query are counted, so a query's own interior costs one
-// multiply-add of its row per run instead of one per position.
+// of positions that read the same query are counted: a run of a neighbour costs one
+// multiply-add of its row, and the query's own interior, over all taps, one in total.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -17,10 +17,18 @@
 namespace vtpack_mm {
 namespace {
 
+// acc[0:C] += w[0:C] * n * src[0:C]
+template <typename scalar_t, typename acc_t>
+inline void add_tap(acc_t* __restrict__ acc, const scalar_t* __restrict__ w,
+                    const scalar_t* __restrict__ src, acc_t n, int64_t C) {
+  for (int64_t c = 0; c < C; ++c)
+    acc[c] += static_cast<acc_t>(w[c]) * n * static_cast<acc_t>(src[c]);
+}
+
 template <typename scalar_t, typename acc_t>
 void spread_dwconv_rows(const scalar_t* h, const int64_t* t2q, const int64_t* meta,
                         const scalar_t* weight, const scalar_t* bias, scalar_t* out,
-                        acc_t* tap_sum, acc_t* acc, int64_t begin, int64_t end, int64_t T,
+                        acc_t* self_weight, acc_t* acc, int64_t begin, int64_t end, int64_t T,
                         int64_t C, int64_t H, int64_t W, int64_t k) {
   const int64_t pad = k / 2;
   for (int64_t t = begin; t < end; ++t) {
@@ -29,10 +37,14 @@ void spread_dwconv_rows(const scalar_t* h, const int64_t* t2q, const int64_t* me
     const int64_t y1 = std::min(y0 + phi, H), x1 = std::min(x0 + phi, W);
     const int64_t* row_index = t2q + b * H * W;
     std::fill(acc, acc + C, acc_t(0));
+    // the taps that read the query's own row (its interior) add up into one weight row,
+    // applied once at the end; every run of positions that read another query is added
+    // as it ends
+    std::fill(self_weight, self_weight + C, acc_t(0));
     for (int64_t dy = 0; dy < k; ++dy) {
       for (int64_t dx = 0; dx < k; ++dx) {
-        std::fill(tap_sum, tap_sum + C, acc_t(0));
-        bool any = false;
+        const scalar_t* w = weight + (dy * k + dx) * C;
+        int64_t self = 0;
         for (int64_t y = y0; y < y1; ++y) {
           const int64_t ny = y + dy - pad;
           if (ny < 0 || ny >= H) continue;
@@ -50,25 +62,27 @@ void spread_dwconv_rows(const scalar_t* h, const int64_t* t2q, const int64_t* me
               ++run;
               continue;
             }
-            if (run_q >= 0) {  // flush the run that ends here
-              const scalar_t* src = h + run_q * C;
-              const acc_t n = static_cast<acc_t>(run);
-              for (int64_t c = 0; c < C; ++c) tap_sum[c] += n * static_cast<acc_t>(src[c]);
-              any = true;
+            if (run_q == t) {
+              self += run;
+            } else if (run_q >= 0) {
+              add_tap<scalar_t, acc_t>(acc, w, h + run_q * C, static_cast<acc_t>(run), C);
             }
             run_q = q;
             run = 1;
           }
         }
-        if (!any) continue;
-        const scalar_t* w = weight + (dy * k + dx) * C;
-        for (int64_t c = 0; c < C; ++c) acc[c] += static_cast<acc_t>(w[c]) * tap_sum[c];
+        if (self) {
+          const acc_t n = static_cast<acc_t>(self);
+          for (int64_t c = 0; c < C; ++c) self_weight[c] += n * static_cast<acc_t>(w[c]);
+        }
       }
     }
+    const scalar_t* own = h + t * C;
     const acc_t inv = acc_t(1) / static_cast<acc_t>((y1 - y0) * (x1 - x0));
     scalar_t* dst = out + t * C;
     for (int64_t c = 0; c < C; ++c) {
-      const acc_t v = acc[c] * inv + (bias ? static_cast<acc_t>(bias[c]) : acc_t(0));
+      const acc_t v = (acc[c] + self_weight[c] * static_cast<acc_t>(own[c])) * inv +
+                      (bias ? static_cast<acc_t>(bias[c]) : acc_t(0));
       dst[c] = static_cast<scalar_t>(v);
     }
   }
@@ -114,8 +128,8 @@ at::Tensor spread_dwconv_pool_cpu(const at::Tensor& h, const at::Tensor& t2q,
     const scalar_t* bp = bias.has_value() ? bias->data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.data_ptr<scalar_t>();
     at::parallel_for(0, T, 16, [=](int64_t begin, int64_t end) {
-      std::vector<acc_t> tap_sum(C), acc(C);
-      spread_dwconv_rows<scalar_t, acc_t>(hp, ip, mp, wp, bp, op, tap_sum.data(), acc.data(),
+      std::vector<acc_t> self_weight(C), acc(C);
+      spread_dwconv_rows<scalar_t, acc_t>(hp, ip, mp, wp, bp, op, self_weight.data(), acc.data(),
                                           begin, end, T, C, H, W, kernel);
     });
   });
