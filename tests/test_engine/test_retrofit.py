@@ -178,38 +178,43 @@ def test_retrofit_tool_under_ddp_with_gloo(coco, vanilla_ckpt, tmp_path):
         assert torch.equal(after[k], v), k
 
 
-def test_retrofit_takes_a_native_mmdet_config_and_checkpoint(tmp_path):
-    """A user's own config on mmdet's PVT (not ours) and a checkpoint mmdet saved: the
-    backbone is translated and loads the detector's weights, neck and heads keep theirs."""
+@pytest.mark.parametrize('base, native, ours', [
+    ('retinanet_pvt-t_fpn_1x_coco.py', 'PyramidVisionTransformer', 'PVT'),
+    ('retinanet_pvtv2-b0_fpn_1x_coco.py', 'PyramidVisionTransformerV2', 'PVTv2')])
+def test_retrofit_takes_a_native_mmdet_config_and_checkpoint(tmp_path, base, native, ours):
+    """A user's own config on mmdet's PVT or PVTv2 (not ours) and a checkpoint mmdet saved:
+    the backbone is translated and loads the detector's weights, neck and heads keep
+    theirs."""
     import vtpack_mm
     from layouts import randomize
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmdet.utils import register_all_modules
     from mmengine.registry import DefaultScope
-    user = tmp_path / 'my_retinanet_pvt-t.py'
-    user.write_text("_base_ = 'mmdet::pvt/retinanet_pvt-t_fpn_1x_coco.py'\n")
+    user = tmp_path / f'my_{base}'
+    user.write_text(f"_base_ = 'mmdet::pvt/{base}'\n")
     source = Config.fromfile(str(user))
-    assert source.model.backbone.type == 'PyramidVisionTransformer'
+    assert source.model.backbone.type == native
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope('mmdet'):
         detector = MMDET_MODELS.build(source.model)  # random weights, mmdet's own PVT
     randomize(detector.backbone)
-    ckpt = str(tmp_path / 'retinanet_pvt-t.pth')
+    ckpt = str(tmp_path / 'retinanet.pth')
     torch.save(dict(state_dict=detector.state_dict(), meta={}), ckpt)
 
     cfg = retrofit_config(source, ckpt, budget=0.5, iters=2)
     backbone = cfg.model.backbone
-    assert backbone.type == 'vtpack_mm.PVT' and backbone.dge_cfg
+    assert backbone.type == f'vtpack_mm.{ours}' and backbone.dge_cfg
     assert backbone.arch.depths == [2, 2, 2, 2]
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=ckpt)
     assert cfg.load_from == ckpt and 'vtpack_mm' in cfg.custom_imports.imports
-    assert source.model.backbone.type == 'PyramidVisionTransformer'  # the source intact
+    assert source.model.backbone.type == native  # the source intact
     # the retrofit's model, as the Runner builds it: the backbone loads mmdet's weights, and
     # with its fresh routers (finest granularity everywhere) computes mmdet's function
     with DefaultScope.overwrite_default_scope('mmdet'):
         student = MMDET_MODELS.build(cfg.model)
     student.backbone.init_weights()
-    assert isinstance(student.backbone, vtpack_mm.PVT) and student.backbone.dge_modules()
+    assert type(student.backbone) is getattr(vtpack_mm, ours)
+    assert student.backbone.dge_modules()
     x = torch.randn(1, 3, 64, 64)
     detector.eval()
     student.eval()
