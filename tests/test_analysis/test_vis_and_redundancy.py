@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 DET = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
 CLS = os.path.join(ROOT, 'configs', 'demo', 'pvt-t-dge-b0.5_200i_shapes-128.py')
+SEG = os.path.join(ROOT, 'configs', 'demo', 'segformer_mit-b0-dge-b0.5_ft-200i_shapes-128.py')
 
 
 def run_tool(path, *argv):
@@ -38,6 +39,17 @@ def test_vis_gates_draws_every_stage(shapes, tmp_path):
     # input + four stages, each 64 px upscaled 5x to reach 320 px, 6 px apart, under a
     # 24-px title strip and over a 30-px legend
     assert img.shape[:2] == (24 + 320 + 30, 5 * 320 + 4 * 6)
+
+
+def test_vis_gates_draws_mit_stages(shapes, tmp_path):
+    # SegFormer's MiT: overlapping patch embeddings, maps of ceil(H / stride)
+    run_tool('visualization/vis_gates.py', SEG, '--images', shapes / 'ade' / 'images' / 'val',
+             '--out-dir', tmp_path, '--limit', '2', '--logit-shift', '6')
+    files = sorted((tmp_path / 'vis_data' / 'vis_image').glob('*.png'))
+    assert len(files) == 2
+    import cv2
+    img = cv2.imread(str(files[0]))
+    assert img.shape[1] > 4 * img.shape[0] / 2  # the input and four stages side by side
 
 
 def test_gate_hook_logs_during_validation(shapes, tmp_path):
@@ -119,10 +131,10 @@ def test_image_tools_take_cfg_options(shapes, capsys):
     assert before < 0.9
 
 
-@pytest.mark.parametrize('model', ['pvt', 'dpvt'])
-def test_benchmark_latency_cli(model, tmp_path, capsys):
+@pytest.mark.parametrize('model, arch', [('pvt', 'tiny'), ('dpvt', 'tiny'), ('mit', 'b0')])
+def test_benchmark_latency_cli(model, arch, tmp_path, capsys):
     import json
-    run_tool('analysis_tools/benchmark_latency.py', '--model', model, '--arch', 'tiny',
+    run_tool('analysis_tools/benchmark_latency.py', '--model', model, '--arch', arch,
              '--size', '96', '128', '--batch', '1', '2', '--warmup', '0', '--repeats', '2',
              '--target-beta', '0.6', '--out', tmp_path / 'r.json',
              *(['--profile'] if model == 'pvt' else []))
