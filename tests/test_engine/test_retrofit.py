@@ -229,3 +229,23 @@ def test_retrofit_refuses_a_backbone_it_cannot_translate():
     with pytest.raises(ValueError, match='PyramidVisionTransformer.*VisionTransformer.*'
                                          'vtpack_mm.PVT'):
         retrofit_config(cfg, 'never_read.pth')
+
+
+def test_teacher_is_frozen_and_deterministic_whatever_the_config(tmp_path):
+    """RetrofitHook is usable from any config, where stochastic depth may be on (PVT's
+    default is 0.1): the teacher must be built in eval mode, so that its target does not
+    move with every draw."""
+    import vtpack_mm
+    from vtpack_mm.engine import RetrofitHook
+    vanilla = vtpack_mm.PVT(arch='tiny', drop_path_rate=0.5)
+    path = str(tmp_path / 'vanilla.pth')
+    torch.save({'state_dict': vanilla.state_dict()}, path)
+    hook = RetrofitHook(teacher_checkpoint=path)
+    teacher = hook.build_teacher(dict(type='vtpack_mm.PVT', arch='tiny', drop_path_rate=0.5,
+                                      dge_cfg=dict(granularities=(1, 2, 4))), 'cpu')
+    assert not any(m.training for m in teacher.modules())
+    assert not any(p.requires_grad for p in teacher.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(teacher(x), teacher(x)):
+            assert torch.equal(a, b)
