@@ -81,7 +81,7 @@ def test_set_logit_shift_reaches_every_router_through_a_wrapper():
 
 def test_router_follows_every_change_of_shift_dtype_and_device():
     from vtpack_mm.dge import GrainedRouter
-    router = GrainedRouter(8, (0, 1, 2, 4))
+    router = GrainedRouter(8, (0, 1, 2, 4)).eval()  # the knob acts at inference
     torch.nn.init.normal_(router.gate.weight)
     feats = torch.randn(2, 5, 8)
     saving = torch.tensor([1.0, 0.0, 0.75, 0.9375])
@@ -95,7 +95,7 @@ def test_router_follows_every_change_of_shift_dtype_and_device():
     router.to('meta')
     assert router(feats.to('meta')).device.type == 'meta'
     # phi = 3 saves 8/9, which float16 rounds: a round trip leaves a new, rounded buffer
-    router = GrainedRouter(8, (1, 3))
+    router = GrainedRouter(8, (1, 3)).eval()
     router.shift = 0.1
     router(feats)
     router.half().float()
@@ -120,3 +120,28 @@ def test_training_after_a_pass_under_inference_mode():
     out = m.train()(x)
     sum(o.mean() for o in out).backward()
     assert all(e.router.gate.weight.grad is not None for e in dge_encoders(m))
+
+
+def test_logit_shift_is_inference_only_and_folds_into_the_bias():
+    from vtpack_mm.dge import GrainedRouter, fold_logit_shift
+    router = GrainedRouter(8, (0, 1, 2, 4))
+    torch.nn.init.normal_(router.gate.weight)
+    feats = torch.randn(2, 5, 8)
+    router.shift = 1.5
+    shifted = router.eval()(feats)
+    assert not torch.equal(shifted, router.gate(feats))
+    # training starts from the trained logits whatever the knob says
+    assert torch.equal(router.train()(feats), router.gate(feats))
+
+    class Holder(torch.nn.Module):
+        def __init__(self, r):
+            super().__init__()
+            self.dge = vtpack_mm.dge.DynamicGrainedEncoder(8, (0, 1, 2, 4))
+            self.dge.router = r
+
+    holder = Holder(router)
+    fold_logit_shift(holder, 1.5)
+    router.shift = 0.0
+    # the folded logits are the shifted ones, in training and at inference
+    torch.testing.assert_close(router.eval()(feats), shifted)
+    torch.testing.assert_close(router.train()(feats), shifted)

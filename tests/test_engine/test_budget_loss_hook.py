@@ -206,3 +206,39 @@ def test_resume_at_another_pretrain_size(tmp_path, monkeypatch):
     q = backbone.stages[0].blocks[0].attn.q.weight
     assert int(resumed.optim_wrapper.optimizer.state[q]['step']) == 4
     assert int(state['step']) == 2
+
+
+def test_calibration_meets_the_budget_at_inference_and_travels_with_the_checkpoint(tmp_path):
+    """After training, the argmax beta on training batches is brought to the budget by a
+    logit shift folded into the router biases: the saved checkpoint carries it, so a
+    backbone loaded through init_cfg and a whole model loaded as load_from (what
+    tools/test.py and the ONNX export load) measure the calibrated beta."""
+    from mmengine.runner import load_checkpoint
+
+    from vtpack_mm.analysis import measure_beta
+    hook = dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=1.0,
+                calibrate_batches=3)
+    runner = make_runner(tmp_path, 4, hook=hook)
+    runner.train()
+    found = next(h for h in runner.hooks if isinstance(h, BudgetLossHook)).calibration
+    assert found['images'] == 12
+    assert abs(found['beta'] - 0.5) < abs(found['beta_before'] - 0.5)
+    model = runner.model
+    assert model.backbone.training  # the hook leaves the training state as it was
+    images = [model.data_preprocessor(batch, False)['inputs']
+              for _, batch in zip(range(3), runner.train_dataloader)]
+    ckpt = str(tmp_path / 'iter_4.pth')
+    backbone = vtpack_mm.MODELS.build(
+        dict(MODEL['backbone'], init_cfg=dict(type='Pretrained', checkpoint=ckpt)))
+    backbone.init_weights()
+    assert measure_beta(backbone, images) == pytest.approx(found['beta'], abs=1e-6)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        from mmpretrain.registry import MODELS
+        whole = MODELS.build(MODEL)
+    load_checkpoint(whole, ckpt, map_location='cpu')
+    assert measure_beta(whole.backbone, images) == pytest.approx(found['beta'], abs=1e-6)
+    # without calibration the same training leaves the biases as trained
+    off = make_runner(tmp_path / 'off', 4, hook=dict(hook, calibrate=False))
+    off.train()
+    assert measure_beta(off.model.backbone, images) == pytest.approx(found['beta_before'],
+                                                                     abs=1e-6)

@@ -48,7 +48,7 @@ from vtpack_mm.analysis import (calibrate_logit_shift, randomize_routers,
 from vtpack_mm.analysis.flops import count_flops
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
-from vtpack_mm.dge import budget_loss, dge_encoders, last_complexity
+from vtpack_mm.dge import budget_loss, dge_encoders, fold_logit_shift, last_complexity
 
 MODELS = dict(pvt=vtpack_mm.PVT, dpvt=vtpack_mm.DPVT, deit=vtpack_mm.DeiT)
 VARIANTS = ('vanilla', 'dense', 'sparse')
@@ -96,7 +96,9 @@ def build(args):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch, 3, *args.size, generator=g)
     shift, _ = calibrate_logit_shift(models['dense'], [x], args.target_beta, tol=0.01)
-    models['sparse'].set_logit_shift(shift)
+    for m in models.values():  # training ignores the knob: the shift goes into the biases
+        fold_logit_shift(m, shift)
+        m.set_logit_shift(0.0)
     for m in models.values():
         m.train()
     return models, x, shift

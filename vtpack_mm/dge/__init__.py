@@ -4,8 +4,8 @@ from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_bud
                          linear_macs, norm_macs)
 from .encoder import ENCODER_KEYS, DynamicGrainedEncoder, Routing, split_dge_cfg
 from .geometry import RegionGeometry, check_granularities
-from .mechanism import (RoutedBackbone, dge_blocks, dge_encoders, find_backbone, forced_choice,
-                        last_complexity, routing_maps, set_logit_shift,
+from .mechanism import (RoutedBackbone, dge_blocks, dge_encoders, find_backbone, fold_logit_shift,
+                        forced_choice, last_complexity, routing_maps, set_logit_shift,
                         vanilla_pass)
 from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, sparse_queries
 from .router import GrainedRouter, gumbel_decision, region_mean
@@ -17,5 +17,5 @@ __all__ = [
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',
     'gumbel_decision', 'region_mean', 'RoutedBackbone', 'find_backbone', 'last_complexity',
     'routing_maps', 'dge_blocks', 'dge_encoders', 'forced_choice', 'vanilla_pass',
-    'set_logit_shift'
+    'set_logit_shift', 'fold_logit_shift'
 ]

@@ -83,6 +83,17 @@ def set_logit_shift(model: nn.Module, shift: float) -> None:
         e.router.shift = float(shift)
 
 
+@torch.no_grad()
+def fold_logit_shift(model: nn.Module, shift: float) -> None:
+    """Make the budget-knob ``shift`` permanent: add ``shift * saving`` to the gate bias of
+    every DGE router in ``model``, so that the logits, in training and at inference, are
+    those the shift gave at inference, and every checkpoint of the model carries it. The
+    routers' knob (``router.shift``) is left as it is and applies on top."""
+    for e in dge_encoders(model):
+        bias = e.router.gate.bias
+        bias.add_((float(shift) * e.router.saving).to(bias))
+
+
 @contextmanager
 def vanilla_pass(model: nn.Module):
     """Inside the block, every DGE block of ``model`` runs as its vanilla block (every

@@ -47,7 +47,10 @@ class GrainedRouter(nn.Module):
         self.gate = nn.Linear(embed_dims, len(self.granularities))
         # The budget knob: logits + shift * saving, where saving_k = 1 - 1 / phi_k^2 is the
         # fraction of a region's queries granularity k saves (1 for a skipped region).
-        # Not a parameter and not saved in checkpoints: a config or tool sets it.
+        # Inference only: training always starts from the trained logits, so a shift left
+        # in a config cannot change what the budget loss trains. Not a parameter and not
+        # saved in checkpoints: a config or tool sets it (fold_logit_shift makes one
+        # permanent, in the gate's bias).
         self.shift = 0.0
         saving = [1.0 if g == 0 else 1.0 - 1.0 / g**2 for g in self.granularities]
         self.register_buffer('saving', torch.tensor(saving), persistent=False)
@@ -67,7 +70,7 @@ class GrainedRouter(nn.Module):
 
     def forward(self, region_feats: Tensor) -> Tensor:
         logits = self.gate(region_feats)
-        if self.shift:
+        if self.shift and not self.training:
             logits = logits + self._shift_term(logits.dtype)
         return logits
 

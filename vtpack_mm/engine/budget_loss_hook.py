@@ -2,11 +2,14 @@
 import functools
 
 import torch
+from mmengine.dist import broadcast_object_list, get_rank
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from ..analysis.budget import calibrate_logit_shift, measure_beta
 from ..compat import allow_runner_checkpoints
-from ..dge import find_backbone, last_complexity
+from ..dge import dge_encoders, find_backbone, fold_logit_shift, last_complexity, set_logit_shift
 from ..dge.complexity import budget_loss, check_budget
 from ..registry import HOOKS
 
@@ -29,12 +32,22 @@ class BudgetLossHook(Hook):
             ``budget``; 0 = no warm-up. Default 0.
         check_finite: stop training with an error naming the loss term when any loss is
             NaN or infinite. Default True.
+        calibrate: after the last training iteration (before that iteration's checkpoint
+            is saved), find the router logit shift whose argmax beta on
+            ``calibrate_batches`` training batches (in eval mode) is closest to ``budget``
+            and fold it into the routers' gate biases (:func:`~vtpack_mm.dge.fold_logit_shift`):
+            training samples gates while inference takes the argmax, whose beta drifts
+            from the budget. The shift lives in the weights, so it travels with the
+            checkpoint to every loading route (``init_cfg``, ``load_from``,
+            ``tools/test.py``, the ONNX export) and a later fine-tune starts from it; the
+            budget knob (``dge_cfg.logit_shift``) still applies on top. Default True.
+        calibrate_batches: training batches the calibration measures beta on. Default 8.
     """
 
     priority = 'NORMAL'
 
     def __init__(self, budget: float = 0.5, loss_weight: float = 1.0, warmup_iters: int = 0,
-                 check_finite: bool = True):
+                 check_finite: bool = True, calibrate: bool = True, calibrate_batches: int = 8):
         check_budget(budget, loss_weight)
         if int(warmup_iters) < 0:
             raise ValueError(f'warmup_iters must be >= 0, got {warmup_iters}')
@@ -42,6 +55,11 @@ class BudgetLossHook(Hook):
         self.loss_weight = float(loss_weight)
         self.warmup_iters = int(warmup_iters)
         self.check_finite = check_finite
+        if int(calibrate_batches) < 1:
+            raise ValueError(f'calibrate_batches must be >= 1, got {calibrate_batches}')
+        self.calibrate = bool(calibrate)
+        self.calibrate_batches = int(calibrate_batches)
+        self.calibration = None  # what the last calibration found (shift, betas)
         self._model = None
         self._backbone = None
         self._iter = 0
@@ -87,6 +105,43 @@ class BudgetLossHook(Hook):
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._iter = runner.iter
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # at NORMAL priority this runs before CheckpointHook (VERY_LOW) saves the last
+        # iteration: the calibrated weights are the ones saved
+        if self.calibrate and self.is_last_train_iter(runner):
+            self.calibration = self.calibrate_routers(runner)
+
+    @torch.no_grad()
+    def calibrate_routers(self, runner) -> dict:
+        """Fold into the routers the shift whose argmax beta on training batches is closest
+        to the budget (rank 0 measures; every rank folds the same shift)."""
+        model = self._model
+        backbone = self._backbone
+        was_training = backbone.training
+        knob = dge_encoders(backbone)[0].router.shift
+        result = [None]
+        if get_rank() == 0:
+            images = []
+            for i, batch in enumerate(runner.train_dataloader):
+                if i >= self.calibrate_batches:
+                    break
+                images.append(model.data_preprocessor(batch, False)['inputs'])
+            set_logit_shift(backbone, 0.0)
+            before = measure_beta(backbone, images)
+            shift, beta = calibrate_logit_shift(backbone, images, self.budget, tol=0.002)
+            result = [dict(shift=float(shift), beta=float(beta), beta_before=float(before),
+                           images=sum(len(x) for x in images))]
+        broadcast_object_list(result)
+        found = result[0]
+        fold_logit_shift(backbone, found['shift'])
+        set_logit_shift(backbone, knob)
+        backbone.train(was_training)
+        print_log(f'BudgetLossHook: calibrated the routers for inference on '
+                  f'{found["images"]} training images: argmax beta {found["beta_before"]:.4f} '
+                  f'-> {found["beta"]:.4f} (budget {self.budget}), logit shift '
+                  f'{found["shift"]:+.4f} folded into the gate biases', logger='current')
+        return found
 
     def after_train(self, runner) -> None:
         if self._model is not None and 'loss' in vars(self._model):
