@@ -84,6 +84,7 @@ class MixFFN(BaseModule):
         chosen = torch.zeros_like(dest, dtype=torch.bool)
         chosen[dest] = choice[image, geo.patch_region.index_select(0, patch)] == \
             geo.patch_k.index_select(0, patch)
+        token_choice = choice.index_select(1, geo.pos_region)  # (B, HW)
         if queries.num_branches == 0:  # the unchosen queries alone: rows of their own
             if state is None or 'hidden_map' not in state:
                 raise RuntimeError("MixFFN: the unchosen granularities' queries need the "
@@ -95,7 +96,6 @@ class MixFFN(BaseModule):
         else:  # every granularity's queries: the routed map from the hard choice
             levels = [k for k, phi in enumerate(geo.granularities) if phi > 0]
             maps = [spread_rows(hidden, t2q, True) for t2q in queries.token_to_query]
-            token_choice = choice.index_select(1, geo.pos_region)
             routed = sum(torch.where((token_choice == k).unsqueeze(-1), m, 0.0)
                          for k, m in zip(levels, maps))
         out = torch.empty_like(hidden)
@@ -109,7 +109,6 @@ class MixFFN(BaseModule):
                 continue
             own = spread_rows(hidden, query_of_patch[:, geo.pos_patch[k]], True) \
                 if queries.num_branches == 0 else maps[levels.index(k)]
-            token_choice = choice.index_select(1, geo.pos_region)
             fmap = torch.where((token_choice == k).unsqueeze(-1), routed, own)
             pooled = queries.pool(self.conv_tokens(fmap.view(B, N, -1), geo.hw))
             out.index_copy_(0, rows, pooled.index_select(0, rows))
