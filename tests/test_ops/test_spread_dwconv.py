@@ -37,11 +37,15 @@ def test_kernel_matches_reference_float64(hw, phis, C, k, bias):
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_kernel_in_reduced_precision(dtype):
+@pytest.mark.parametrize('dtype, C', [
+    (torch.float32, 32),   # below one block of channels
+    (torch.float32, 64),   # one full block: the vectorised float path
+    (torch.float32, 150),  # two full blocks and a tail of 22
+    (torch.bfloat16, 32), (torch.bfloat16, 150)])
+def test_kernel_in_reduced_precision(dtype, C):
     # the kernel sums in float32: against the float64 reference on the same rounded inputs,
     # only the output's own rounding may differ
-    h, layout, conv = case((24, 20), (1, 2, 4), 32, 3, seed=1)
+    h, layout, conv = case((24, 20), (1, 2, 4), C, 3, seed=1)
     h, conv = h.to(dtype), conv.to(dtype)
     with torch.no_grad():
         expected = spread_dwconv_pool_reference(h.double(), layout, copy.deepcopy(conv).double())
