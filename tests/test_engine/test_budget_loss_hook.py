@@ -242,3 +242,28 @@ def test_calibration_meets_the_budget_at_inference_and_travels_with_the_checkpoi
     off.train()
     assert measure_beta(off.model.backbone, images) == pytest.approx(found['beta_before'],
                                                                      abs=1e-6)
+    # the ONNX export of the checkpoint (tools/deployment/pytorch2onnx.py, a config and the
+    # checkpoint, no shift given) routes as the calibrated model does, not as the trained one
+    from vtpack_mm.deployment import onnx_session, run_onnx
+    cfg = tmp_path / 'classifier.py'
+    cfg.write_text(f"default_scope = 'mmpretrain'\n"
+                   f"custom_imports = dict(imports=['vtpack_mm'], allow_failed_imports=False)\n"
+                   f"model = {MODEL!r}\n"
+                   "test_dataloader = dict(dataset=dict(pipeline=[\n"
+                   "    dict(type='LoadImageFromFile'), dict(type='PackInputs')]))\n")
+    onnx = str(tmp_path / 'backbone.onnx')
+    tool = os.path.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py')
+    res = subprocess.run([sys.executable, tool, str(cfg), ckpt, '--shape', '64', '64', '--out',
+                          onnx, '--part', 'backbone'],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    session = onnx_session(onnx)
+    off_backbone = off.model.backbone.eval()
+    backbone.eval()
+    off_by = []
+    with torch.no_grad():
+        for x in torch.cat(images).split(1):
+            got = torch.from_numpy(run_onnx(session, x)[0])
+            torch.testing.assert_close(got, backbone(x)[0], rtol=1e-4, atol=1e-4)
+            off_by.append(float((got - off_backbone(x)[0]).abs().max()))
+    assert max(off_by) > 1e-3  # the shift changed the routing of some image
