@@ -13,7 +13,7 @@ from layouts import mmpretrain_deit_state, official_pvt_state, randomize, timm_d
 
 import vtpack_mm
 from vtpack_mm.models.converters import convert_vtpack, to_mmdet_pvt
-from vtpack_mm.models.converters.io import save_converted
+from vtpack_mm.checkpoint import save_converted
 
 PVT_ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 40, 64], num_heads=[1, 2, 2, 4],
                 mlp_ratios=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1])

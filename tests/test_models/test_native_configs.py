@@ -1,4 +1,4 @@
-"""A user's own native backbone config in, our backbone out (vtpack_mm.models.native).
+"""A user's own native backbone config in, our backbone out (vtpack_mm.native).
 
 Each supported native backbone is built with random weights, its config translated and our
 backbone built from the translation; with the native weights loaded (load_state_dict, and
@@ -14,9 +14,8 @@ from mmengine.config import Config
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 
 import vtpack_mm
-from vtpack_mm.models.native import (FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE,
-                                     native_defaults, translate_backbone,
-                                     translate_model_config)
+from vtpack_mm.native import (FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE, native_defaults,
+                              translate_backbone, translate_model_config)
 
 PVT_KW = dict(num_layers=[2, 2, 2, 2], pretrain_img_size=64)  # PVT-tiny, 64 px tables
 VIT_ARCH = dict(embed_dims=64, num_layers=3, num_heads=4, feedforward_channels=96)

@@ -3,31 +3,16 @@ import math
 from typing import Dict, Iterable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders, set_logit_shift
-from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
-                         unwrap_checkpoint)
-
-
-def resize_pos_embed(pos: Tensor, src_hw, dst_hw, num_extra: int = 0,
-                     mode: str = 'bilinear') -> Tensor:
-    """Resize a (1, E + h*w, C) position table from ``src_hw`` to ``dst_hw``."""
-    if tuple(src_hw) == tuple(dst_hw):
-        return pos
-    extra, grid = pos[:, :num_extra], pos[:, num_extra:]
-    C = grid.shape[-1]
-    grid = grid.reshape(1, src_hw[0], src_hw[1], C).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
-    grid = grid.flatten(2).transpose(1, 2)
-    return torch.cat([extra, grid], 1) if num_extra else grid
+from ...checkpoint import find_prefix, load_state, take_prefix
+from .state_dict import fit_state_dict, log_dropped, mark_resized
 
 
 def check_arch(arch, arch_zoo: Dict[str, dict], required: Sequence[str], name: str) -> dict:
@@ -219,8 +204,7 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         in a DGE backbone): they keep their fresh initialisation, which picks the finest
         granularity everywhere.
         """
-        ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-        state = unwrap_checkpoint(ckpt)
+        state = load_state(filename)
         if prefix is None:
             prefix = find_prefix(state)
         elif prefix and not prefix.endswith('.'):

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from ...dge import ComplexityMeter, linear_macs, norm_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import TransformerBackbone, check_arch, resize_pos_embed
+from ..layers.position import resize_pos_embed
+from .base import TransformerBackbone, check_arch
 
 DEIT_ARCHS = dict(
     tiny=dict(embed_dims=192, depth=12, num_heads=3, mlp_ratio=4),

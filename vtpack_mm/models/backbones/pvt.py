@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from ...dge import ComplexityMeter, linear_macs, norm_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import TransformerBackbone, check_arch, resize_pos_embed
+from ..layers.position import resize_pos_embed
+from .base import TransformerBackbone, check_arch
 
 PVT_ARCHS = {
     name: dict(depths=depths, embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
