@@ -9,6 +9,7 @@ import torch
 
 import vtpack_mm
 from vtpack_mm.analysis.flops import count_flops
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.ops import has_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,7 +33,7 @@ def test_routed_count_agrees_with_mmengine(cls, arch):
     map, fc1 and fc2 over the queries)."""
     torch.manual_seed(0)
     model = cls(arch=arch, dge_cfg=dict(granularities=(1, 2, 4))).eval()
-    for d in model.dge_modules():
+    for d in dge_encoders(model):
         d.router.gate.weight.data.normal_(0, 1)
     with torch.no_grad():
         counted = count_flops(model, (torch.randn(1, 3, 128, 128), ))

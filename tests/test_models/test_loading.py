@@ -91,8 +91,8 @@ def test_pvt_classifier_layouts_load_into_dense_backbone(tmp_path, cls, layout, 
     for i in range(3):
         torch.testing.assert_close(got[i], expected[i], rtol=0, atol=0)
     if dge:  # routers loaded: the choices are the classifier's, and not all finest
-        choices = [m.last_choice for m in dense.dge_modules()]
-        for a, b in zip(choices[:3], [m.last_choice for m in classifier.dge_modules()][:3]):
+        choices = [r.choice for r in dense.last_complexity.routing]
+        for a, b in zip(choices[:3], [r.choice for r in classifier.last_complexity.routing][:3]):
             assert torch.equal(a, b)
         assert any((c != 0).any() for c in choices)
     # the class-token slot is dropped and the rest of the table kept as it was

@@ -14,6 +14,7 @@ from mmengine.config import Config
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.native import (FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE, native_defaults,
                               translate_backbone, translate_model_config)
 
@@ -142,7 +143,7 @@ def test_translated_vit_runs_with_dge_without_class_token():
     cfg = dict(type='VisionTransformer', arch=dict(VIT_ARCH), img_size=64, with_cls_token=False,
                out_type='featmap')
     model = build_ours(cfg, dge_cfg=dict(granularities=(1, 2)))
-    assert model.dge_modules() and model.cls_token is None
+    assert dge_encoders(model) and model.cls_token is None
     out = model(torch.randn(1, 3, 64, 64))
     assert out[0].shape == (1, 64, 4, 4)
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders, set_logit_shift
+from ...dge import ComplexityMeter, RoutedBackbone, set_logit_shift
 from ...checkpoint import find_prefix, load_state, take_prefix
 from .state_dict import fit_state_dict, log_dropped, mark_resized
 
@@ -86,7 +86,8 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
             x, cost = checkpoint(block, x, hw, use_reentrant=False)
         else:
             x, cost = block(x, hw)
-        meter.add(group, cost.static, cost.dynamic, layer=layer)
+        meter.add(group, cost.static, cost.dynamic, layer=layer,
+                  routing=cost.routing.regions if cost.routing is not None else None)
         return x
 
     # --- training mode, freezing ---------------------------------------------------------
@@ -113,9 +114,6 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return self
 
     # --- DGE access ----------------------------------------------------------------------
-    def dge_modules(self):
-        return dge_encoders(self)
-
     def set_logit_shift(self, shift: float):
         """Set the budget knob of every DGE router (:func:`vtpack_mm.dge.set_logit_shift`)."""
         set_logit_shift(self, shift)

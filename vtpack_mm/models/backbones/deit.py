@@ -171,8 +171,8 @@ class DeiT(TransformerBackbone):
     def position_tables(self):
         return [self.pos_embed] + ([self.cls_token] if self.cls_token is not None else [])
 
-    def routing_groups(self):
-        return [('layers', self.blocks, self.patch_size)]
+    def group_strides(self):
+        return dict(layers=self.patch_size)
 
     def frozen_modules(self, stage):
         modules = [self.blocks[stage]]

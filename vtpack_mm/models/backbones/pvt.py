@@ -214,10 +214,9 @@ class PVT(TransformerBackbone):
     def frozen_modules(self, stage):
         return [self.stages[stage]]
 
-    def routing_groups(self):
+    def group_strides(self):
         strides = np.cumprod(self.strides)
-        return [(f'stage{i + 1}', stage.blocks, int(strides[i]))
-                for i, stage in enumerate(self.stages)]
+        return {f'stage{i + 1}': int(strides[i]) for i in range(self.num_stages)}
 
     def forward(self, x: Tensor):
         self.check_images(x)
