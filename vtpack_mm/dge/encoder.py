@@ -10,8 +10,9 @@ from ..ops import patch_mean_table
 from .complexity import RegionChoice, host_tensor
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
-                      sparse_queries, traced_queries, unchosen_queries)
+                      sparse_queries, unchosen_queries)
 from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
+from .traced_queries import traced_queries
 
 TRAIN_MODES = ('dense', 'sparse')
 
@@ -201,9 +202,9 @@ class DynamicGrainedEncoder(BaseModule):
                                tuple(queries.hw), self.granularities, self.region_size)
         return Routing(queries, choice, num_queries, pooled, regions, split, counts)
 
-    def router_flops(self, hw) -> int:
-        """Cost of routing one image: the gate on every region (not query dependent)."""
-        return self.router.flops(num_regions(hw, self.granularities, self.region_size))
+    def router_macs(self, hw) -> int:
+        """MACs of routing one image: the gate on every region (not query dependent)."""
+        return self.router.macs(num_regions(hw, self.granularities, self.region_size))
 
     def extra_repr(self) -> str:
         return (f'granularities={self.granularities}, region_size={self.region_size}, '
