@@ -80,6 +80,24 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         if not torch.jit.is_tracing() and x.shape[0] == 0:  # (a tracer's sizes are tensors)
             raise ValueError(f'{name}: the batch is empty (input shape {tuple(x.shape)})')
 
+    @staticmethod
+    def output(x: Tensor, hw, num_extra: int, out_type: str,
+               avg_norm: Optional[nn.Module] = None) -> Tensor:
+        """What the tokens ``x`` (B, E + H*W, C) of an output layer or stage become:
+        'raw' as they are, 'cls_token' (B, C) the first token, 'avg_featmap' (B, C) the
+        mean of the map tokens (then ``avg_norm``, if given), 'featmap' the map
+        (B, C, H, W)."""
+        if out_type == 'raw':
+            return x
+        if out_type == 'cls_token':
+            return x[:, 0]
+        tokens = x[:, num_extra:]
+        if out_type == 'avg_featmap':
+            avg = tokens.mean(1)
+            return avg_norm(avg) if avg_norm is not None else avg
+        B, _, C = tokens.shape
+        return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1]).contiguous()
+
     def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
                   layer: str) -> Tensor:
         if self.with_cp and x.requires_grad:
@@ -171,9 +189,14 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return []
 
     @staticmethod
-    def check_common(name: str, out_type: str, out_types, frozen_stages: int, num_units: int):
+    def check_common(name: str, out_type: str, out_types, with_cls_token: bool,
+                     frozen_stages: int, num_units: int):
+        """``out_type`` one of ``out_types`` ('cls_token' only with a class token) and
+        ``frozen_stages`` in [-1, num_units)."""
         if out_type not in out_types:
             raise ValueError(f'{name}: out_type must be one of {out_types}, got {out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
         if not -1 <= frozen_stages < num_units:
             raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
                              f'{num_units - 1}]')
