@@ -15,8 +15,8 @@ from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 
 import vtpack_mm
 from vtpack_mm.dge import dge_encoders
-from vtpack_mm.native import (FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE, native_defaults,
-                              translate_backbone, translate_model_config)
+from vtpack_mm.native import translate_backbone, translate_model_config
+from vtpack_mm.native_table import FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE, native_defaults
 
 PVT_KW = dict(num_layers=[2, 2, 2, 2], pretrain_img_size=64)  # PVT-tiny, 64 px tables
 VIT_ARCH = dict(embed_dims=64, num_layers=3, num_heads=4, feedforward_channels=96)
