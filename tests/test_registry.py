@@ -19,9 +19,10 @@ def test_build_from_each_framework_scope(framework):
     from mmengine.registry import DefaultScope
 
     import vtpack_mm
+    from vtpack_mm.dge import dge_encoders
     registry = importlib.import_module(f'{framework}.registry').MODELS
     with DefaultScope.overwrite_default_scope(framework):
         model = registry.build(dict(type='vtpack_mm.PVT', arch='tiny',
                                     dge_cfg=dict(granularities=(1, 2, 4))))
     assert isinstance(model, vtpack_mm.models.PVT)
-    assert model.dge_modules(), 'dge_cfg must give DGE blocks'
+    assert dge_encoders(model), 'dge_cfg must give DGE blocks'

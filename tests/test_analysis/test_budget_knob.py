@@ -6,7 +6,7 @@ import torch
 
 import vtpack_mm
 from vtpack_mm.analysis import calibrate_logit_shift, measure_beta
-from vtpack_mm.dge import set_logit_shift
+from vtpack_mm.dge import dge_encoders, set_logit_shift
 
 
 def routed_model(seed=0, **dge):
@@ -14,7 +14,7 @@ def routed_model(seed=0, **dge):
     model = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(1, 2, 4), **dge))
     model.init_weights()
     g = torch.Generator().manual_seed(seed)
-    for m in model.dge_modules():
+    for m in dge_encoders(model):
         w = m.router.gate.weight
         w.data.copy_(torch.randn(w.shape, generator=g))
     return model.eval()
@@ -38,7 +38,7 @@ def test_calibration_reaches_the_target():
               for i in range(2)]
     shift, beta = calibrate_logit_shift(model, images, 0.6, tol=0.02)
     assert abs(beta - 0.6) <= 0.02
-    assert all(m.router.shift == shift for m in model.dge_modules())
+    assert all(m.router.shift == shift for m in dge_encoders(model))
     assert measure_beta(model, images) == pytest.approx(beta)
 
 
@@ -59,7 +59,7 @@ def test_calibration_warns_of_a_target_out_of_reach():
 
 def test_shift_from_config_and_not_in_checkpoint():
     model = routed_model(2, logit_shift=3.5)
-    assert all(m.router.shift == 3.5 for m in model.dge_modules())
+    assert all(m.router.shift == 3.5 for m in dge_encoders(model))
     assert not any('saving' in k or 'shift' in k for k in model.state_dict())
     with pytest.raises(ValueError, match=r'target beta must be in \[0, 1\]'):
         calibrate_logit_shift(model, [torch.randn(1, 3, 64, 64)], 1.5)

@@ -9,6 +9,7 @@ import torch
 
 import vtpack_mm
 from vtpack_mm.analysis.flops import count_flops
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.ops import has_kernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,7 +33,7 @@ def test_routed_count_agrees_with_mmengine(cls, arch):
     map, fc1 and fc2 over the queries)."""
     torch.manual_seed(0)
     model = cls(arch=arch, dge_cfg=dict(granularities=(1, 2, 4))).eval()
-    for d in model.dge_modules():
+    for d in dge_encoders(model):
         d.router.gate.weight.data.normal_(0, 1)
     with torch.no_grad():
         counted = count_flops(model, (torch.randn(1, 3, 128, 128), ))
@@ -115,11 +116,13 @@ def test_deformable_sampling_is_counted_four_per_sampled_value(lengths):
     # what mmengine counts for bilinear sampling (its grid_sample handle), and what the
     # analytic cost of DeformablePointAttention assumes; the op's other steps are
     # element-wise and not counted
+    from vtpack_mm.dge.queries import image_index
     from vtpack_mm.ops import deform_point_attn
+    batch = None if lengths is None else image_index(lengths, 'cpu')
 
     class Op(torch.nn.Module):
         def forward(self, value, xy, weights):
-            return deform_point_attn(value, xy, weights, lengths, (3, 4))
+            return deform_point_attn(value, xy, weights, batch, (3, 4))
 
     B, T, h, P, d = (1, 6, 2, 3, 5) if lengths is None else (2, 7, 2, 3, 5)
     inputs = (torch.randn(B, 12, h, d), torch.rand(T, h, P, 2) * 4, torch.rand(T, h, P))

@@ -7,6 +7,7 @@ import torch
 import vtpack_mm
 from vtpack_mm.analysis import randomize_routers
 from vtpack_mm.deployment import compare_onnx, export_onnx, onnx_op_counts, onnx_session
+from vtpack_mm.dge import dge_encoders
 
 BACKBONES = dict(
     PVT=(vtpack_mm.PVT, dict(arch='tiny')),
@@ -53,7 +54,7 @@ def test_onnx_runtime_reproduces_the_routed_backbone(name, size, tmp_path):
     export_onnx(model, torch.zeros(1, 3, *size), path)
     # one data-dependent query count per DGE block: the routing is in the graph
     counts = onnx_op_counts(path)
-    assert counts.get('NonZero', 0) == len(model.dge_modules())
+    assert counts.get('NonZero', 0) == len(dge_encoders(model))
     # patch and region means are sums of slices: no AveragePool (slow on a token map in ORT)
     assert 'AveragePool' not in counts
     session = onnx_session(path)
@@ -86,7 +87,7 @@ def test_skipped_regions_export(tmp_path):
     model.set_logit_shift(1.0)
     skipped = []
     exported_matches(model, (72, 100), 3, tmp_path, lambda: skipped.append(
-        sum(int((m.last_choice == 0).sum()) for m in model.dge_modules())))
+        sum(int((r.choice == 0).sum()) for r in model.last_complexity.routing)))
     assert sum(skipped) > 0
 
 
@@ -107,14 +108,14 @@ def test_router_margins_are_the_smallest_top_two_gap():
     hooks = [m.router.register_forward_hook(
         lambda mod, i, o: gaps.append((o.topk(2, -1).values[..., 0] -
                                        o.topk(2, -1).values[..., 1]).min().item()))
-        for m in model.dge_modules()]
+        for m in dge_encoders(model)]
     with torch.no_grad(), router_margins(model) as margins:
         model(x)
-        for m in model.dge_modules():  # equal logits everywhere: a tie in every region
+        for m in dge_encoders(model):  # equal logits everywhere: a tie in every region
             m.router.gate.weight.data.zero_()
             m.router.gate.bias.data.zero_()
         model(x)
     for h in hooks:
         h.remove()
-    assert margins[0] == min(gaps[:len(model.dge_modules())]) > 0
+    assert margins[0] == min(gaps[:len(dge_encoders(model))]) > 0
     assert margins[1] == 0

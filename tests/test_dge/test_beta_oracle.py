@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 
 PHIS = (0, 1, 2, 4)
 
@@ -47,7 +48,7 @@ def layer_cost(kind, C, hidden, heads, hw, E, Q, sr=1, points=4):
 def oracle_beta(model, kind, in_hw, image):
     """(static, dynamic) of one image from the model's shapes and recorded choices."""
     static = dynamic = 0
-    layers = iter(model.dge_modules())
+    layers = iter(model.last_complexity.routing)
     if isinstance(model, vtpack_mm.DeiT):
         C, heads = model.arch['embed_dims'], model.arch['num_heads']
         hidden = int(model.arch['mlp_ratio'] * C)
@@ -66,8 +67,7 @@ def oracle_beta(model, kind, in_hw, image):
         embed = hw[0] * hw[1] * patch_in * C + (5 * hw[0] * hw[1] * C if embed_norm else 0)
         static, dynamic = static + embed, dynamic + embed
         for _ in range(depth):
-            dge = next(layers)
-            choice = dge.last_choice[image]
+            choice = next(layers).choice[image]
             n, R = region_queries(hw, 4, choice, PHIS)
             Q = E + n
             router = R * C * len(PHIS)
@@ -88,14 +88,14 @@ def oracle_beta(model, kind, in_hw, image):
 def test_beta_equals_an_independent_count(cls, kind, kw):
     torch.manual_seed(0)
     model = cls(**kw, dge_cfg=dict(granularities=PHIS)).eval()
-    for m in model.dge_modules():  # random routers: every granularity gets chosen somewhere
+    for m in dge_encoders(model):  # random routers: every granularity gets chosen somewhere
         m.router.gate.weight.data.normal_(0, 0.5)
         m.router.gate.bias.data.normal_(0, 1.0)
     in_hw = (200, 296) if kind != 'sra' or cls is vtpack_mm.PVT else (224, 176)
     with torch.no_grad():
         model(torch.randn(2, 3, *in_hw))
     meter = model.last_complexity
-    chosen = torch.cat([m.last_choice.flatten() for m in model.dge_modules()])
+    chosen = torch.cat([r.choice.flatten() for r in model.last_complexity.routing])
     assert len(set(chosen.tolist())) == len(PHIS)
     for image in range(2):
         static, dynamic = oracle_beta(model, kind, in_hw, image)
@@ -108,14 +108,14 @@ def _deit_with_random_routers():
     torch.manual_seed(0)
     model = vtpack_mm.DeiT(arch=dict(embed_dims=96, depth=2, num_heads=3, mlp_ratio=4),
                            img_size=224, out_type='featmap', dge_cfg=dict(granularities=PHIS))
-    for m in model.dge_modules():
+    for m in dge_encoders(model):
         m.router.gate.weight.data.normal_(0, 0.5)
         m.router.gate.bias.data.normal_(0, 1.0)
     return model
 
 
 def _force(model, choices):
-    for m, c in zip(model.dge_modules(), choices):
+    for m, c in zip(dge_encoders(model), choices):
         m.force_choice = c.flatten(1)
 
 
@@ -128,7 +128,7 @@ def test_beta_of_a_half_precision_model_is_exact(dtype):
     with torch.no_grad():
         model(x)
         want = model.last_complexity.ratio()
-        _force(model, [m.last_choice for m in model.dge_modules()])
+        _force(model, [r.choice for r in model.last_complexity.routing])
         model.to(dtype)(x.to(dtype))
     got = model.last_complexity.ratio()
     assert got.dtype == torch.float32
@@ -142,7 +142,7 @@ def test_training_beta_under_bfloat16_autocast_is_exact():
     x = torch.randn(2, 3, 224, 176)
     with torch.no_grad():
         model(x)
-    _force(model, [m.last_choice for m in model.dge_modules()])
+    _force(model, [r.choice for r in model.last_complexity.routing])
     model(x)
     want = model.last_complexity.ratio()
     with torch.autocast('cpu', dtype=torch.bfloat16):

@@ -5,7 +5,7 @@ import torch
 
 import vtpack_mm
 from vtpack_mm.analysis import randomize_routers, saved_for_backward
-from vtpack_mm.dge import SparseQueryBlock, budget_loss, last_complexity
+from vtpack_mm.dge import budget_loss, dge_encoders, last_complexity, SparseQueryBlock
 
 BACKBONES = dict(
     PVT=(vtpack_mm.PVT, dict(arch='tiny')),
@@ -60,7 +60,7 @@ def test_dense_gradients_equal_every_query_with_autograd(name, drop_path_rate, m
     model = dense_model(name, drop_path_rate)
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     grads = assert_same_as_plain_pass(model, x, monkeypatch)
-    choices = torch.cat([e.last_choice.flatten() for e in model.dge_modules()])
+    choices = torch.cat([r.choice.flatten() for r in model.last_complexity.routing])
     assert len(set(choices.tolist())) == 3  # every granularity chosen somewhere
     routers = [k for k in grads if '.router.' in k]
     assert routers and all(grads[k].abs().sum() > 0 for k in routers)
@@ -71,7 +71,7 @@ def test_dense_gradients_where_a_block_skips_every_region(name, monkeypatch):
     # the last block chooses no map query (PVT: none at all); its weights still get their
     # gradient, and it draws its masks as the plain pass does
     model = dense_model(name, 0.5, granularities=(0, 1, 2, 4))
-    model.dge_modules()[-1].force_choice = 0
+    dge_encoders(model)[-1].force_choice = 0
     assert_same_as_plain_pass(model, torch.randn(2, 3, 64, 64, dtype=torch.float64),
                               monkeypatch)
 
@@ -89,7 +89,7 @@ def test_dense_mode_keeps_the_activations_of_the_chosen_queries_only(monkeypatch
     with monkeypatch.context() as m:
         m.setattr(SparseQueryBlock, '_dense_delta', every_query_with_autograd)
         plain = saved()
-    for e in model.dge_modules():
+    for e in dge_encoders(model):
         e.train_mode = 'sparse'
     sparse = saved()
     # what dense mode keeps beyond sparse mode: each query's change (for the router's

@@ -28,8 +28,8 @@ def test_dense_sparse_and_inference_agree(tiny_block, hw, E):
     dense.train(), sparse.train()
     y_dense, cost_dense = run(dense, x, hw, seed=3)
     y_sparse, cost_sparse = run(sparse, x, hw, seed=3)
-    choice = dense.dge.last_choice
-    assert torch.equal(choice, sparse.dge.last_choice)
+    choice = cost_dense.routing.regions.choice
+    assert torch.equal(choice, cost_sparse.routing.regions.choice)
     assert len(choice.unique()) > 1 or choice.numel() < 3
     torch.testing.assert_close(y_dense, y_sparse)
     sparse.eval()
@@ -52,7 +52,7 @@ def test_finest_choice_reproduces_vanilla_block(tiny_block):
     x = torch.randn(3, 1 + 7 * 9, 8) * 5
     vanilla.eval(), dge.eval()
     y, cost = dge(x, (7, 9))
-    assert (dge.dge.last_choice == 0).all(), 'a fresh router must pick the finest granularity'
+    assert (cost.routing.regions.choice == 0).all(), 'a fresh router must pick the finest granularity'
     assert not cost.routing.pooled, 'all regions at phi=1 run the vanilla block directly'
     torch.testing.assert_close(y, vanilla(x, (7, 9))[0])
     # the pooled path computes the same (phi = 1 pools each token alone)
@@ -84,7 +84,7 @@ def test_layer_wise_routing_is_one_region(tiny_block):
     block.dge.force_choice = 1
     x = torch.randn(2, 5 * 7, 8)
     _, cost = block(x, (5, 7))
-    assert block.dge.last_choice.shape == (2, 1, 1)
+    assert cost.routing.regions.choice.shape == (2, 1, 1)
     assert cost.routing.queries.lengths == [3 * 4, 3 * 4]
 
 

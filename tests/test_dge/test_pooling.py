@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vtpack_mm.dge import RegionGeometry, check_granularities, dense_queries, sparse_queries
-from vtpack_mm.dge.queries import dense_rows, traced_queries, unchosen_queries
+from vtpack_mm.dge.queries import dense_rows, unchosen_queries
+from vtpack_mm.dge.traced_queries import traced_queries
 
 PHI_SETS = [(1, 2, 4), (1, 2), (2, 4), (0, 1), (1, 2, 4, 8), (1, 3)]
 

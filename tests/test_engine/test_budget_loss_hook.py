@@ -11,6 +11,7 @@ from mmengine.runner import Runner
 from torch.utils.data import DataLoader, Dataset
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.engine import BudgetLossHook
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,7 +92,7 @@ def test_gradient_accumulation_equals_one_step_on_the_whole_batch(tmp_path):
     def trained(work, batch, counts):
         runner = make_runner(work, counts, batch_size=batch, optim_wrapper=dict(
             optimizer=dict(type='SGD', lr=0.05), accumulative_counts=counts))
-        for m in runner.model.backbone.dge_modules():
+        for m in dge_encoders(runner.model.backbone):
             m.force_choice = 1
         start = {k: v.clone() for k, v in runner.model.state_dict().items()}
         runner.train()
@@ -150,7 +151,7 @@ def test_budget_loss_under_autocast():
         from vtpack_mm.dge import budget_loss
         loss = budget_loss(model.last_complexity.ratio(), 0.5) + sum(o.float().mean() for o in outs)
     loss.backward()
-    grads = [m.router.gate.bias.grad for m in model.dge_modules()]
+    grads = [m.router.gate.bias.grad for m in dge_encoders(model)]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
 

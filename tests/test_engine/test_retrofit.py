@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 
 from vtpack_mm.compat import allow_runner_checkpoints
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.engine import feature_distill_loss
 from vtpack_mm.engine.retrofit_config import retrofit_config
 from vtpack_mm.engine.retrofit_hook import trainable_parameters
@@ -214,7 +215,7 @@ def test_retrofit_takes_a_native_mmdet_config_and_checkpoint(tmp_path, base, nat
         student = MMDET_MODELS.build(cfg.model)
     student.backbone.init_weights()
     assert type(student.backbone) is getattr(vtpack_mm, ours)
-    assert student.backbone.dge_modules()
+    assert dge_encoders(student.backbone)
     x = torch.randn(1, 3, 64, 64)
     detector.eval()
     student.eval()

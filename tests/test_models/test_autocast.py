@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 
 DGE = dict(granularities=(1, 2, 4))
 CASES = [(cls, kw, dge) for cls, kw in [
@@ -18,14 +19,14 @@ def test_bf16_autocast_close_to_fp32(cls, kw, dge):
     torch.manual_seed(0)
     model = cls(**kw, drop_path_rate=0.0, dge_cfg=dge)
     model.init_weights()
-    for m in model.dge_modules():  # routers that mix the granularities
+    for m in dge_encoders(model):  # routers that mix the granularities
         m.router.gate.weight.data.normal_(0, 0.5)
     x = torch.randn(2, 3, 128, 160)
     model.eval()
     with torch.no_grad():
         ref = model(x)
-    for m in model.dge_modules():  # the same choices in both precisions
-        m.force_choice = m.last_choice.flatten(1)
+    for m, r in zip(dge_encoders(model), model.last_complexity.routing):
+        m.force_choice = r.choice.flatten(1)  # the same choices in both precisions
     with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
         low = model(x)
     # bf16 keeps 8 significant bits (unit roundoff 2^-8 = 0.004); a few layers of
@@ -34,7 +35,7 @@ def test_bf16_autocast_close_to_fp32(cls, kw, dge):
         err = (b.float() - a).norm() / a.norm()
         assert err < 0.05, float(err)
     if dge:
-        for m in model.dge_modules():
+        for m in dge_encoders(model):
             m.force_choice = None
         model.train()
         with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -42,6 +43,6 @@ def test_bf16_autocast_close_to_fp32(cls, kw, dge):
             ratio = model.last_complexity.ratio()
             loss = sum(o.float().mean() for o in outs) + (ratio.mean() - 0.5)**2
         loss.backward()
-        grads = [m.router.gate.weight.grad for m in model.dge_modules()]
+        grads = [m.router.gate.weight.grad for m in dge_encoders(model)]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert all(g.abs().sum() > 0 for g in grads)

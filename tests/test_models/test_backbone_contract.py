@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import vtpack_mm
-from vtpack_mm.dge import DenseQueries
+from vtpack_mm.dge import DenseQueries, dge_encoders
 from vtpack_mm.models.layers import DeformablePointAttention, SpatialReductionAttention
 
 DGE = dict(granularities=(1, 2, 4))
@@ -17,7 +17,7 @@ IDS = ['PVT', 'DPVT', 'DeiT', 'MiT']
 def mixed_routers(model, seed=0):
     """Routers with random weights and no preference, so regions choose differently."""
     g = torch.Generator().manual_seed(seed)
-    for m in model.dge_modules():
+    for m in dge_encoders(model):
         w = m.router.gate.weight
         w.data.copy_(torch.randn(w.shape, generator=g))
         m.router.gate.bias.data.zero_()
@@ -55,7 +55,7 @@ def test_every_init_type_runs_the_modules_own_init(init_cfg):
             nn.init.normal_(m.weight)
             nn.init.normal_(m.bias)
     model.init_weights()
-    routers = [m.router for m in model.dge_modules()]
+    routers = [m.router for m in dge_encoders(model)]
     assert routers and all(r.gate.weight.abs().max() == 0 for r in routers)
     assert all(r.gate.bias.argmax().item() == 0 and r.gate.bias[0] > 0 for r in routers)
     attns = [m for m in model.modules() if isinstance(m, DeformablePointAttention)]
@@ -82,12 +82,12 @@ def test_dense_sparse_inference_agree_on_backbone(cls, kw):
     yd = dense(x)
     torch.manual_seed(7)
     ys = sparse(x)
-    choices = [m.last_choice for m in dense.dge_modules()]
+    choices = [r.choice for r in dense.last_complexity.routing]
     assert any(len(c.unique()) > 1 for c in choices)
     for a, b in zip(yd, ys):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     sparse.eval()
-    for m, c in zip(sparse.dge_modules(), choices):
+    for m, c in zip(dge_encoders(sparse), choices):
         m.force_choice = c.flatten(1)
     with torch.no_grad():
         yi = sparse(x)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 from vtpack_mm.models.converters import convert_vtpack
 from vtpack_mm.models.layers import EncoderLayer
 
@@ -93,6 +94,6 @@ def test_dge_cfg_stages_and_layers_select_the_wrapped_layers():
 def test_init_gate_is_the_finest_probability_at_initialisation(init_gate):
     model = vtpack_mm.PVT(arch='tiny', dge_cfg=dict(granularities=(2, 1, 4), init_gate=init_gate))
     model.init_weights()
-    for m in model.dge_modules():
+    for m in dge_encoders(model):
         probs = torch.softmax(m.router(torch.randn(3, m.router.gate.in_features)), -1)
         torch.testing.assert_close(probs[:, 1], torch.full((3, ), init_gate))  # phi = 1

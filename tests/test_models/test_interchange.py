@@ -63,6 +63,6 @@ def test_dge_from_vanilla_checkpoint_reproduces_vanilla(tmp_path, cls, kw):
     with torch.no_grad():
         for a, b in zip(vanilla(x), dge(x)):
             torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
-    assert all((m.last_choice == 0).all() for m in dge.dge_modules())
+    assert all((r.choice == 0).all() for r in dge.last_complexity.routing)
     # finest everywhere: the vanilla cost plus the routers and a norm on the pooled queries
     assert 1.0 <= dge.last_complexity.ratio().mean().item() < 1.005

@@ -13,7 +13,7 @@ from layouts import mmpretrain_deit_state, official_pvt_state, randomize, timm_d
 
 import vtpack_mm
 from vtpack_mm.models.converters import convert_vtpack, to_mmdet_pvt
-from vtpack_mm.models.converters.io import save_converted
+from vtpack_mm.checkpoint import save_converted
 
 PVT_ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 40, 64], num_heads=[1, 2, 2, 4],
                 mlp_ratios=[2, 2, 2, 2], sr_ratios=[8, 4, 2, 1])
@@ -91,8 +91,8 @@ def test_pvt_classifier_layouts_load_into_dense_backbone(tmp_path, cls, layout, 
     for i in range(3):
         torch.testing.assert_close(got[i], expected[i], rtol=0, atol=0)
     if dge:  # routers loaded: the choices are the classifier's, and not all finest
-        choices = [m.last_choice for m in dense.dge_modules()]
-        for a, b in zip(choices[:3], [m.last_choice for m in classifier.dge_modules()][:3]):
+        choices = [r.choice for r in dense.last_complexity.routing]
+        for a, b in zip(choices[:3], [r.choice for r in classifier.last_complexity.routing][:3]):
             assert torch.equal(a, b)
         assert any((c != 0).any() for c in choices)
     # the class-token slot is dropped and the rest of the table kept as it was

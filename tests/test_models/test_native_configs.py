@@ -1,4 +1,4 @@
-"""A user's own native backbone config in, our backbone out (vtpack_mm.models.native).
+"""A user's own native backbone config in, our backbone out (vtpack_mm.native).
 
 Each supported native backbone is built with random weights, its config translated and our
 backbone built from the translation; with the native weights loaded (load_state_dict, and
@@ -14,9 +14,9 @@ from mmengine.config import Config
 from mmpretrain.models.backbones.vision_transformer import VisionTransformer
 
 import vtpack_mm
-from vtpack_mm.models.native import (FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE,
-                                     native_defaults, translate_backbone,
-                                     translate_model_config)
+from vtpack_mm.dge import dge_encoders
+from vtpack_mm.native import translate_backbone, translate_model_config
+from vtpack_mm.native_table import FALLBACK_DEFAULTS, FALLBACK_VIT_ARCHS, NATIVE, native_defaults
 
 PVT_KW = dict(num_layers=[2, 2, 2, 2], pretrain_img_size=64)  # PVT-tiny, 64 px tables
 VIT_ARCH = dict(embed_dims=64, num_layers=3, num_heads=4, feedforward_channels=96)
@@ -143,7 +143,7 @@ def test_translated_vit_runs_with_dge_without_class_token():
     cfg = dict(type='VisionTransformer', arch=dict(VIT_ARCH), img_size=64, with_cls_token=False,
                out_type='featmap')
     model = build_ours(cfg, dge_cfg=dict(granularities=(1, 2)))
-    assert model.dge_modules() and model.cls_token is None
+    assert dge_encoders(model) and model.cls_token is None
     out = model(torch.randn(1, 3, 64, 64))
     assert out[0].shape == (1, 64, 4, 4)
 

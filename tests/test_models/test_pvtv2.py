@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import vtpack_mm
-from vtpack_mm.dge import RegionGeometry, norm_macs, sparse_queries
+from vtpack_mm.dge import dge_encoders, norm_macs, RegionGeometry, sparse_queries
 from vtpack_mm.models.converters import convert_official_pvtv2
 from vtpack_mm.models.layers import MixFFN
 
@@ -124,7 +124,7 @@ def test_dge_at_initialisation_computes_the_native_model(tmp_path):
                           init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'retinanet.pth')))
     dge.init_weights()
     assert_same_outputs(ref, dge)
-    assert all((m.last_choice == 0).all() for m in dge.dge_modules())
+    assert all((r.choice == 0).all() for r in dge.last_complexity.routing)
 
 
 def pool_oracle(x, phi):
@@ -158,7 +158,7 @@ def test_mix_ffn_cost_counts_the_conv_as_static():
     model = vtpack_mm.MiT(arch='b0', dge_cfg=dict(granularities=(1, 2, 4)))
     model.init_weights()
     model.eval()
-    for m in model.dge_modules():
+    for m in dge_encoders(model):
         m.force_choice = 2  # phi = 4 everywhere: 1/16 of the queries
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))

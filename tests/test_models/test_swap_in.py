@@ -14,6 +14,11 @@ from mmengine.registry import DefaultScope
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def dge_encoders(model):
+    from vtpack_mm.dge import dge_encoders  # not at import: the configs import vtpack_mm
+    return dge_encoders(model)
+
+
 def load_cfg(path):
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', path))
     cfg.model.backbone.init_cfg = None
@@ -35,7 +40,7 @@ def build(cfg, scope):
 def routers_have_grad(model):
     # (a classifier reading only the class token gives the last layer's router no task
     # gradient: its map tokens are never read; the budget loss reaches it)
-    grads = [m.router.gate.weight.grad for m in model.backbone.dge_modules()]
+    grads = [m.router.gate.weight.grad for m in dge_encoders(model.backbone)]
     return sum(g is not None and bool(g.abs().sum() > 0) for g in grads) >= len(grads) - 1
 
 
@@ -55,7 +60,7 @@ def train_step(model, data):
 def test_mask_rcnn_with_pvt_dge():
     from mmdet.testing import demo_mm_inputs
     model = build(load_cfg('mask_rcnn/mask-rcnn_pvt-s-dge-b0.5_fpn_1x_coco.py'), 'mmdet')
-    assert type(model.backbone).__name__ == 'PVT' and model.backbone.dge_modules()
+    assert type(model.backbone).__name__ == 'PVT' and dge_encoders(model.backbone)
     data = demo_mm_inputs(batch_size=2, image_shapes=[(3, 128, 160), (3, 96, 128)],
                           num_items=[3, 2], num_classes=80, with_mask=True)
     train_step(model, data)
@@ -73,7 +78,7 @@ def test_semantic_fpn_with_dpvt_dge():
     cfg = load_cfg('sem_fpn/fpn_dpvt-s-dge-b0.5_4xb8-80k_ade20k-512x512.py')
     cfg.model.data_preprocessor.size = (128, 128)
     model = build(cfg, 'mmseg')
-    assert type(model.backbone).__name__ == 'DPVT' and model.backbone.dge_modules()
+    assert type(model.backbone).__name__ == 'DPVT' and dge_encoders(model.backbone)
     samples = []
     for h, w in [(128, 128), (112, 120)]:
         s = SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(128, 128)))
@@ -92,7 +97,7 @@ def test_semantic_fpn_with_dpvt_dge():
 def test_image_classifier_with_deit_dge():
     from mmpretrain.structures import DataSample
     model = build(load_cfg('deit/deit-s-dge-b0.5_4xb128_in1k-256px.py'), 'mmpretrain')
-    assert type(model.backbone).__name__ == 'DeiT' and model.backbone.dge_modules()
+    assert type(model.backbone).__name__ == 'DeiT' and dge_encoders(model.backbone)
     data = dict(inputs=[torch.randint(0, 255, (3, 256, 256), dtype=torch.uint8) for _ in range(2)],
                 data_samples=[DataSample().set_gt_label(i) for i in (3, 7)])
     # ViT heads start at zero, which would stop every gradient to the backbone at step 0

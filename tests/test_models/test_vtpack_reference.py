@@ -174,7 +174,7 @@ def test_converted_vtpack_pvt_dge_reproduces_vtpack():
         got = ours(img)
         ours.out_type = 'cls_token'
         torch.testing.assert_close(ours(img)[-1][0], cls, rtol=1e-9, atol=1e-9)
-    choices = torch.cat([m.last_choice.flatten() for m in ours.dge_modules()])
+    choices = torch.cat([r.choice.flatten() for r in ours.last_complexity.routing])
     assert len(choices.unique()) == 3, 'the test needs regions of every granularity'
     for e, o in zip(expected, got):
         torch.testing.assert_close(o, e, rtol=1e-9, atol=1e-9)
@@ -209,7 +209,7 @@ def test_converted_vtpack_deit_dge_reproduces_vtpack():
             x = ref_dge_block(x, 16, 16, sd, f'blocks.{j}', heads, 1)
         expected = ln(x, sd, 'norm')[0]
         got = ours(img)[0][0]
-    choices = torch.cat([m.last_choice.flatten() for m in ours.dge_modules()])
+    choices = torch.cat([r.choice.flatten() for r in ours.last_complexity.routing])
     assert len(choices.unique()) == 3
     torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vtpack_mm.dge.queries import image_index
 from vtpack_mm.ops import deform_point_attn, deform_point_attn_reference, use_kernels
 
 
@@ -21,8 +22,10 @@ def make_case(lengths, H, W, heads, d, P, seed, dtype=torch.float64, spread=2.0,
 
 
 def grads(fn, value, xy, weights, lengths, hw):
+    """The op's output and the gradients of a fixed linear loss of it; ``lengths`` queries
+    per image."""
     inputs = [t.detach().clone().requires_grad_() for t in (value, xy, weights)]
-    out = fn(*inputs, lengths, hw)
+    out = fn(*inputs, image_index(lengths, xy.device), hw)
     ramp = torch.linspace(-1, 1, out.numel(), dtype=out.dtype, device=out.device)
     loss = (out * ramp.view_as(out)).sum()
     return [out.detach()] + list(torch.autograd.grad(loss, inputs))
@@ -49,17 +52,16 @@ def test_integer_locations_read_tokens():
     xy = torch.tensor([[[[2.0, 1.0]]]], dtype=torch.float64)
     w = torch.ones(1, 1, 1, dtype=torch.float64)
     with use_kernels(True):
-        out = deform_point_attn(value, xy, w, [1], (3, 4))
+        out = deform_point_attn(value, xy, w, image_index([1]), (3, 4))
     torch.testing.assert_close(out[0], value[0, 1 * 4 + 2, 0])
 
 
-def grid_sample_oracle(value, xy, weights, lengths, hw):
+def grid_sample_oracle(value, xy, weights, batch, hw):
     """The op by torch's grid_sample, one query at a time (a second, independent oracle;
     its normalisation rounds, so its side at a token centre is not defined)."""
     B, _, h, d = value.shape
     H, W = hw
     vmap = value.permute(0, 2, 3, 1).reshape(B, h, d, H, W)
-    batch = torch.repeat_interleave(torch.arange(B), torch.tensor(lengths))
     grid = (2 * xy + 1) / xy.new_tensor([W, H]) - 1  # (T, h, P, 2), align_corners=False
     rows = []
     for t in range(xy.shape[0]):
@@ -116,17 +118,17 @@ def test_gradcheck_double():
     inputs = [t.requires_grad_() for t in (value, xy, weights)]
     with use_kernels(True):
         assert torch.autograd.gradcheck(
-            lambda v, p, w: deform_point_attn(v, p, w, lengths, (4, 5)), inputs)
+            lambda v, p, w: deform_point_attn(v, p, w, image_index(lengths), (4, 5)), inputs)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_low_precision_close_to_fp64(dtype):
     lengths = [6, 2]
     value, xy, weights = make_case(lengths, 6, 7, 2, 8, 4, 3)
-    want = deform_point_attn_reference(value, xy, weights, lengths, (6, 7))
+    want = deform_point_attn_reference(value, xy, weights, image_index(lengths), (6, 7))
     with use_kernels(True):
-        got = deform_point_attn(value.to(dtype), xy.to(dtype), weights.to(dtype), lengths,
-                                (6, 7))
+        got = deform_point_attn(value.to(dtype), xy.to(dtype), weights.to(dtype),
+                                image_index(lengths), (6, 7))
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=3e-2, atol=5e-2)
     assert got.dtype == dtype
     torch.testing.assert_close(got.double(), want, **tol)
@@ -163,20 +165,20 @@ def test_far_and_non_finite_locations(kernels):
     bad[2, 0, 0, 0] = float('nan')
     bad[3, 1, 0, 1] = float('inf')
     with use_kernels(kernels):
-        clean = deform_point_attn(value, xy, weights, [5], (3, 4)).view(5, 2, 3)
-        out = deform_point_attn(value, far, weights, [5], (3, 4)).view(5, 2, 3)
+        clean = deform_point_attn(value, xy, weights, image_index([5]), (3, 4)).view(5, 2, 3)
+        out = deform_point_attn(value, far, weights, image_index([5]), (3, 4)).view(5, 2, 3)
         assert (out[0, 0] == 0).all() and (out[1, 1] == 0).all()
         torch.testing.assert_close(out[2:], clean[2:])
-        out = deform_point_attn(value, bad, weights, [5], (3, 4)).view(5, 2, 3)
+        out = deform_point_attn(value, bad, weights, image_index([5]), (3, 4)).view(5, 2, 3)
     assert out[2, 0].isnan().all() and out[3, 1].isnan().all()
     assert not out[2, 1].isnan().any() and not out[3, 0].isnan().any()
     torch.testing.assert_close(out[[0, 1, 4]], clean[[0, 1, 4]])
 
 
-def test_lengths_that_do_not_split_the_queries_are_named():
+def test_an_index_that_does_not_cover_the_queries_is_named():
     value, xy, weights = make_case([2, 3], 3, 3, 2, 4, 2, 0)
-    with pytest.raises(ValueError, match=r'lengths \[1, 0\] do not split 5 queries over 2'):
-        deform_point_attn_reference(value, xy, weights, [1, 0], (3, 3))
+    with pytest.raises(ValueError, match=r'batch gives the image of 1 queries; there are 5'):
+        deform_point_attn_reference(value, xy, weights, image_index([1, 0]), (3, 3))
 
 
 def test_bad_shapes_are_named():

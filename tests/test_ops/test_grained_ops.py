@@ -145,13 +145,13 @@ def test_bad_meta_is_named():
 
 
 def test_backend_selection():
-    from vtpack_mm.ops import ext, triton_kernels, use_triton_on_cpu
+    from vtpack_mm.ops import ext, grained_triton, use_triton_on_cpu
     x = torch.zeros(2)
     assert ext.backend(x) is torch.ops.vtpack_mm
     with use_kernels(False):
         assert ext.backend(x) is None  # the PyTorch references
     with use_triton_on_cpu():
-        assert ext.backend(x) is triton_kernels
+        assert ext.backend(x).grained_token_dot is grained_triton.grained_token_dot
     assert ext.backend(x, torch.zeros(1, device='meta')) is None  # mixed devices
 
 

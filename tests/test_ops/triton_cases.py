@@ -18,6 +18,7 @@ import os
 import pytest
 import torch
 
+from vtpack_mm.dge.queries import image_index
 from vtpack_mm.ops import (deform_point_attn, deform_point_attn_reference, use_kernels,
                            use_triton_on_cpu)
 
@@ -176,7 +177,7 @@ def test_deform_point_attn_low_precision(dtype):
 
     def outputs(fn, inputs, grad):
         inputs = [t.detach().clone().requires_grad_() for t in inputs]
-        out = fn(*inputs, lengths, (H, W))
+        out = fn(*inputs, image_index(lengths, DEVICE), (H, W))
         return [out] + list(torch.autograd.grad(out, inputs, grad))
 
     with triton():

@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 
 import vtpack_mm
+from vtpack_mm.dge import dge_encoders
 from test_configs import one_training_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,7 +43,7 @@ def test_every_snippet_of_the_usage_page_works(shapes, tmp_path, monkeypatch):
             native.append(name)  # the user's own config: the page translates it below
             continue
         model, hooks = one_training_step(cfg)
-        assert model.backbone.dge_modules() and hooks, name
+        assert dge_encoders(model.backbone) and hooks, name
     assert native == ['my_retinanet_pvt-t.py']
     translation, loading, calibration = ({}, {}, {})
     exec(compile(scripts[0], 'docs/usage.md: translation', 'exec'), translation)
@@ -51,11 +52,11 @@ def test_every_snippet_of_the_usage_page_works(shapes, tmp_path, monkeypatch):
     # the translated config (written by the snippet) trains with DGE and the budget hook
     assert translation['cfg'].model.backbone.type == 'vtpack_mm.PVT'
     model, hooks = one_training_step(Config.fromfile('my_retinanet_pvt-t-dge-auto.py'))
-    assert model.backbone.dge_modules() and hooks
+    assert dge_encoders(model.backbone) and hooks
     # the loading snippet put the classifier's weights into the dense-prediction backbone
     loaded = loading['backbone'].state_dict()
     for k, v in classifier.state_dict().items():
         if k in loaded and loaded[k].shape == v.shape:
             assert torch.equal(loaded[k], v), k
     assert 0.0 < calibration['beta'] <= 1.0
-    assert calibration['backbone'].dge_modules()[0].router.shift == calibration['shift']
+    assert dge_encoders(calibration['backbone'])[0].router.shift == calibration['shift']

@@ -37,7 +37,7 @@ from vtpack_mm.analysis.flops import model_flops, test_inputs
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
 from vtpack_mm.analysis.loading import write_sample_photos
-from vtpack_mm.dge import vanilla_pass
+from vtpack_mm.dge import dge_encoders, vanilla_pass
 
 
 def parse_args(argv=None):
@@ -65,7 +65,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     model = build_model(args.config, args.checkpoint, cfg_options=args.cfg_options)
     backbone = backbone_of(model)
-    if not backbone.dge_modules():
+    if not dge_encoders(backbone):
         raise RuntimeError(f'{args.config}: the backbone has no DGE blocks (dge_cfg is None); '
                            f'give the DGE config, the vanilla variant is timed from it')
     with tempfile.TemporaryDirectory() as tmp:

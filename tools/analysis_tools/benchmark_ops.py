@@ -128,16 +128,16 @@ def bench_stage(i, hw, args, g):
     ref_xy = qs.query_xy('cpu')
     xy = ref_xy[:, None, None] + 3 * torch.randn(qs.num_queries, h, P, 2, generator=g)
     w = torch.randn(qs.num_queries, h, P, generator=g).softmax(-1)
-    lengths = qs.lengths
+    batch = qs.batch_index('cpu')
     res['deform'] = compare('deform', dict(
-        kernel=lambda: deform_point_attn(value, xy, w, lengths, hw),
-        reference=lambda: deform_point_attn_reference(value, xy, w, lengths, hw),
+        kernel=lambda: deform_point_attn(value, xy, w, batch, hw),
+        reference=lambda: deform_point_attn_reference(value, xy, w, batch, hw),
         mmcv=lambda: mmcv_deform(value, xy, w, hw)), args)
     res['deform+grad'] = compare('deform+backward', dict(
-        kernel=with_backward(lambda v, p, a: deform_point_attn(v, p, a, lengths, hw),
+        kernel=with_backward(lambda v, p, a: deform_point_attn(v, p, a, batch, hw),
                              value, xy, w),
         reference=with_backward(
-            lambda v, p, a: deform_point_attn_reference(v, p, a, lengths, hw), value, xy, w),
+            lambda v, p, a: deform_point_attn_reference(v, p, a, batch, hw), value, xy, w),
         mmcv=with_backward(lambda v, p, a: mmcv_deform(v, p, a, hw), value, xy, w)),
         args, grad=True)
 

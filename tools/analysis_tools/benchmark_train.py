@@ -107,7 +107,7 @@ def build(args):
 def loss_of(model, x, target):
     """The benchmark's loss: the outputs' mean, plus the budget loss for DGE."""
     loss = sum(o.float().mean() for o in model(x))
-    if model.dge_modules():
+    if dge_encoders(model):
         loss = loss + budget_loss(last_complexity(model).ratio(), target)
     return loss
 
@@ -205,7 +205,7 @@ def main(argv=None):
     for name, m in models.items():
         torch.manual_seed(2)
         flops[name] = count_flops(m, (x, ))  # with autograd on, as in training
-        choices[name] = [e.last_choice.clone() for e in dge_encoders(m)]
+        choices[name] = [r.choice for r in last_complexity(m).routing]
     if any(not torch.equal(a, b) for a, b in zip(choices['dense'], choices['sparse'])):
         raise RuntimeError('dense and sparse mode chose differently on the same weights and '
                            'noise: the dense step count below needs the same choices')

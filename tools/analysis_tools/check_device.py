@@ -65,7 +65,7 @@ def run(model, x, device, train: bool, seed: int = 3):
         outs = model(x)
         ratio = last_complexity(model).ratio()
         res = dict(outputs=[o.detach().cpu() for o in outs], beta=ratio.detach().cpu(),
-                   choices=[m.last_choice.cpu() for m in model.dge_modules()])
+                   choices=[r.choice.cpu() for r in model.last_complexity.routing])
         if train:
             loss = sum(o.mean() for o in outs) + budget_loss(ratio, 0.5)
             loss.backward()

@@ -23,7 +23,7 @@ from mmengine.config import Config
 from vtpack_mm.analysis.evaluation import evaluate, spread, wall_seconds
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
-from vtpack_mm.dge import routing_maps
+from vtpack_mm.dge import dge_encoders, routing_maps
 from vtpack_mm.models.converters import publish
 from vtpack_mm.visualization import draw_gates, legend
 
@@ -111,7 +111,7 @@ def gate_picture(config, checkpoint, path, num=4):
     picture = np.concatenate(rows, 0)
     cv2.imwrite(path, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     return ['input'] + [m['group'] for m in routing_maps(backbone, 0)], \
-        legend(backbone.dge_modules()[0].granularities)
+        legend(dge_encoders(backbone)[0].granularities)
 
 
 def metafile(results, published):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import vtpack_mm
-from vtpack_mm.dge import forced_choice, last_complexity
+from vtpack_mm.dge import dge_encoders, forced_choice, last_complexity
 
 SYMBOLS = {1: '.', 2: 'o', 4: '#'}
 
@@ -35,9 +35,9 @@ def describe(model, title):
           f'{meter.total_static() / 1e9:.2f} GMACs)')
     for name, r in meter.group_ratios().items():
         print(f'   {name}: {r.item():.3f}')
-    dge = model.dge_modules()[0]
-    phis = dge.granularities
-    grid = dge.last_choice[0]
+    first = meter.routing[0]
+    phis = first.granularities
+    grid = first.choice[0]
     counts = {phis[k]: int((grid == k).sum()) for k in range(len(phis))}
     print(f'   first DGE layer (stage 1): regions per granularity {counts}; '
           f"map ('.' phi=1, 'o' phi=2, '#' phi=4):")
@@ -60,7 +60,7 @@ def main():
     model.eval()
     x = load_image(args.image, tuple(args.size))
     print(f'PVT-{args.arch} + DGE on skimage.data.{args.image} at {tuple(args.size)}; '
-          f'{len(model.dge_modules())} DGE layers, granularities (1, 2, 4), region 4x4')
+          f'{len(dge_encoders(model))} DGE layers, granularities (1, 2, 4), region 4x4')
     with torch.no_grad():
         t = time.perf_counter()
         model(x)

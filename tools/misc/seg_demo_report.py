@@ -20,7 +20,7 @@ from mmengine.config import Config
 
 from vtpack_mm.analysis.evaluation import evaluate, spread, wall_seconds
 from vtpack_mm.compat import allow_runner_checkpoints
-from vtpack_mm.models.native import translate_model_config
+from vtpack_mm.native import translate_model_config
 
 DEMO = 'configs/demo'
 VANILLA = f'{DEMO}/segformer_mit-b0_1000i_shapes-128.py'

@@ -17,7 +17,7 @@ import sys
 
 from mmengine.config import Config
 
-from vtpack_mm.models.native import translate_model_config
+from vtpack_mm.native import translate_model_config
 
 
 def parse_args(argv=None):

@@ -9,7 +9,7 @@ taken. DST holds backbone weights for ``init_cfg=dict(type='Pretrained', ...)``;
 import argparse
 
 from vtpack_mm.models.converters import detect_and_convert_deit
-from vtpack_mm.models.converters.io import convert_backbone_file
+from vtpack_mm.checkpoint import convert_backbone_file
 
 
 def main():

@@ -10,7 +10,7 @@ Official checkpoints use LayerNorm eps 1e-5 in the patch embeddings: set
 import argparse
 
 from vtpack_mm.models.converters import detect_and_convert_pvt
-from vtpack_mm.models.converters.io import convert_backbone_file
+from vtpack_mm.checkpoint import convert_backbone_file
 
 
 def main():

@@ -11,7 +11,7 @@ are printed and stored in the file's meta.
 import argparse
 
 from vtpack_mm.models.converters import convert_vtpack
-from vtpack_mm.models.converters.io import load_source, save_converted
+from vtpack_mm.checkpoint import load_source, save_converted
 
 HEAD_KEYS = dict(deit='head.layers.head.', pvt='head.fc.', dpvt='head.fc.')
 
@@ -31,7 +31,7 @@ def main():
     head = {HEAD_KEYS[args.model] + k.split('.', 1)[1]: v
             for k, v in head.items() if k.startswith('head.')} if args.with_head else None
     save_converted(args.dst, backbone, head, dict(source='vtpack', model=args.model,
-                                                 dge_granularities=phis))
+                                                  dge_granularities=phis))
     print(f'wrote {args.dst}: {len(backbone)} backbone tensors'
           + (f', {len(head)} head tensors' if head else ''))
     if phis:

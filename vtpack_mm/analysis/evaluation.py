@@ -20,7 +20,7 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
 
     The backbone must be a vtpack_mm one (it keeps the cost record of each pass); a
     native backbone's config is translated first by the caller
-    (:func:`vtpack_mm.models.native.translate_model_config`).
+    (:func:`vtpack_mm.native.translate_model_config`).
     """
     cfg = Config.fromfile(config) if isinstance(config, str) else Config(config.to_dict())
     cfg.work_dir = work_dir

@@ -2,7 +2,7 @@
 Runtime.
 
 While a tracer runs, every DGE encoder lays its queries out with tensor operations alone
-(:func:`vtpack_mm.dge.queries.traced_queries`) and the ops take their PyTorch references:
+(:func:`vtpack_mm.dge.traced_queries.traced_queries`) and the ops take their PyTorch references:
 the exported graph computes the argmax per region, a data-dependent number of queries
 (``NonZero``), the pooling, the attention over the dense keys/values and the un-pooling,
 for whatever image it is given. Export is at one input size and batch 1 (the region

@@ -1,7 +1,7 @@
 """The Dynamic Grained Encoder core, shared by every backbone."""
 from .block import BlockCost, SparseQueryBlock
-from .complexity import (ComplexityMeter, attention_macs, budget_loss, check_budget,
-                         linear_macs, norm_macs)
+from .complexity import (ComplexityMeter, LayerCost, RegionChoice, attention_macs, budget_loss,
+                         check_budget, linear_macs, norm_macs)
 from .encoder import ENCODER_KEYS, DynamicGrainedEncoder, Routing, split_dge_cfg
 from .geometry import RegionGeometry, check_granularities
 from .mechanism import (RoutedBackbone, dge_blocks, dge_encoders, find_backbone, fold_logit_shift,
@@ -11,7 +11,8 @@ from .queries import DenseQueries, GrainedQueries, QueryLayout, dense_queries, s
 from .router import GrainedRouter, gumbel_decision, region_mean
 
 __all__ = [
-    'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'budget_loss',
+    'BlockCost', 'Routing', 'SparseQueryBlock', 'ComplexityMeter', 'LayerCost', 'RegionChoice',
+    'budget_loss',
     'check_budget', 'attention_macs', 'linear_macs', 'norm_macs', 'DynamicGrainedEncoder',
     'ENCODER_KEYS', 'split_dge_cfg', 'RegionGeometry', 'check_granularities', 'DenseQueries',
     'GrainedQueries', 'QueryLayout', 'dense_queries', 'sparse_queries', 'GrainedRouter',

@@ -85,9 +85,9 @@ class SparseQueryBlock(BaseModule):
         :meth:`dense_inputs` it read (computed here unless given)."""
         q0 = queries.pool(x)  # 2. pool: each query the mean of its patch
         if dense is None:
-            # after the pooling, as the block always did: autograd sums the gradients that
-            # reach x in the reverse order of their uses, so this order keeps float32
-            # training results bitwise those of earlier versions
+            # computed after the pooling: autograd sums the gradients that reach x in the
+            # reverse order of their uses, so this order fixes how x's float32 gradient
+            # rounds (moving the call changes training results in the last bits)
             dense = self.dense_inputs(x, queries.hw)
         q1 = self.forward_queries(q0, queries, dense)  # 3. the block, keys/values dense
         # the block's output is a fresh tensor: without autograd it holds the delta in place
@@ -145,7 +145,7 @@ class SparseQueryBlock(BaseModule):
                 delta, _ = self._delta(x, queries)
             # 4. un-pool: every token gets its query's change
             y = queries.unpool(x, delta)
-        router = self.dge.router_flops(hw)
+        router = self.dge.router_macs(hw)
 
         def routed_macs(num_queries: Number) -> Number:
             cost = self.query_macs(N, num_queries, hw) + router

@@ -6,7 +6,7 @@ projections, spatial reduction, routers, stems) is charged for the N input token
 the dynamic and the static sums, as the paper's A.3 protocol and the reference code do.
 """
 from collections import OrderedDict
-from typing import Dict, Optional, Union
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -35,8 +35,34 @@ def attention_macs(queries: Number, keys: Number, channels: int) -> Number:
     return 2 * queries * keys * channels
 
 
+class RegionChoice(NamedTuple):
+    """What a DGE block's router decided in one pass, as the pass's record keeps it:
+    ``choice`` (B, Rh, Rw) the granularity index every region took (detached), ``hw`` the
+    token map's size, the encoder's ``granularities`` and ``region_size`` (S, or
+    ``'layer'`` for one region over the map)."""
+    choice: Tensor
+    hw: Tuple[int, int]
+    granularities: Tuple[int, ...]
+    region_size: Union[int, str]
+
+    def phi(self, index: int) -> Tensor:
+        """(Rh, Rw) the patch side every region of image ``index`` took."""
+        return torch.tensor(self.granularities)[self.choice[index].cpu()]
+
+
+class LayerCost(NamedTuple):
+    """One encoder layer's part of a pass: its name and group, its static and dynamic cost
+    and, for a DGE block, its :class:`RegionChoice` (None for a vanilla block)."""
+    name: str
+    group: str
+    static: float
+    dynamic: Number
+    routing: Optional[RegionChoice] = None
+
+
 class ComplexityMeter:
-    """Sums static and dynamic costs of one forward pass, by group (e.g. stage).
+    """The record of one forward pass: static and dynamic costs by group (e.g. stage), and
+    every encoder layer's costs and routing in forward order.
 
     ``static`` is the cost of the vanilla model (every token a query) and ``dynamic`` that of
     the routed one; a dynamic cost may be a (B,) tensor (per image, differentiable in
@@ -46,20 +72,26 @@ class ComplexityMeter:
     def __init__(self):
         self.static: Dict[str, float] = OrderedDict()
         self.dynamic: Dict[str, Number] = OrderedDict()
-        # one (name, static, dynamic) per encoder layer, in order (the paper's Fig. 5c)
-        self.layers = []
+        # one LayerCost per encoder layer, in order (the paper's Fig. 5c; the gate maps)
+        self.layers: List[LayerCost] = []
 
-    def add(self, group: str, static: Number, dynamic: Number = None, layer: str = None):
+    def add(self, group: str, static: Number, dynamic: Number = None, layer: str = None,
+            routing: Optional[RegionChoice] = None):
         dynamic = static if dynamic is None else dynamic
         self.static[group] = self.static.get(group, 0.0) + float(static)
         self.dynamic[group] = self.dynamic.get(group, 0.0) + dynamic
         if layer is not None:
-            self.layers.append((layer, float(static), dynamic))
+            self.layers.append(LayerCost(layer, group, float(static), dynamic, routing))
+
+    @property
+    def routing(self) -> List[RegionChoice]:
+        """The :class:`RegionChoice` of every DGE layer of the pass, in forward order."""
+        return [layer.routing for layer in self.layers if layer.routing is not None]
 
     def layer_ratios(self) -> Dict[str, float]:
         """dynamic / static cost of every recorded layer, averaged over the batch."""
         out = OrderedDict()
-        for name, static, dyn in self.layers:
+        for name, _, static, dyn, _ in self.layers:
             dyn = dyn.float().mean().item() if torch.is_tensor(dyn) else float(dyn)
             out[name] = dyn / static if static > 0 else 1.0
         return out

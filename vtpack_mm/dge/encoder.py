@@ -1,17 +1,18 @@
 """The Dynamic Grained Encoder: sparse grained queries for any query/key-value block."""
 import inspect
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
 from ..ops import patch_mean_table
-from .complexity import host_tensor
+from .complexity import RegionChoice, host_tensor
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
-                      sparse_queries, traced_queries, unchosen_queries)
+                      sparse_queries, unchosen_queries)
 from .router import GrainedRouter, finest_index, gumbel_decision, region_mean
+from .traced_queries import traced_queries
 
 TRAIN_MODES = ('dense', 'sparse')
 
@@ -35,7 +36,8 @@ class Routing(NamedTuple):
     every region; ``num_queries``: (B,) queries per image, extra tokens included (in
     training the gate-weighted count, differentiable through the straight-through gate);
     ``pooled``: False when every region took phi = 1 and the block runs on the tokens
-    themselves (no pooling, no un-pooling); ``split``: in dense training, the
+    themselves (no pooling, no un-pooling); ``regions``: the :class:`RegionChoice` the
+    backbone's cost record keeps (the choice as a map, detached); ``split``: in dense training, the
     :class:`DenseSplit` of ``queries``, else None; ``counts``: in an eager inference pass,
     the same counts as ``num_queries`` as B ints on the host (the block costs them in
     Python, where they are exact), else None (training, and the traced export, whose count
@@ -47,6 +49,7 @@ class Routing(NamedTuple):
     choice: Tensor
     num_queries: Tensor
     pooled: bool
+    regions: RegionChoice
     split: Optional[DenseSplit] = None
     counts: Optional[List[int]] = None
 
@@ -114,9 +117,6 @@ class DynamicGrainedEncoder(BaseModule):
         self.force_choice: Optional[Union[int, Tensor]] = None
         self._finest = finest_index(self.granularities)
         self._finest_is_identity = self.granularities[self._finest] == 1
-        # the last pass's choices, detached, with the map size: for pictures only
-        self.last_choice: Optional[Tensor] = None
-        self.last_hw: Optional[Tuple[int, int]] = None
 
     def init_weights(self):
         super().init_weights()
@@ -198,13 +198,13 @@ class DynamicGrainedEncoder(BaseModule):
     def _routing(self, queries, choice, num_queries, geo, pooled: bool,
                  split: Optional[DenseSplit] = None,
                  counts: Optional[List[int]] = None) -> Routing:
-        self.last_choice = choice.detach().view(choice.shape[0], *geo.grid)
-        self.last_hw = tuple(queries.hw)
-        return Routing(queries, choice, num_queries, pooled, split, counts)
+        regions = RegionChoice(choice.detach().view(choice.shape[0], *geo.grid),
+                               tuple(queries.hw), self.granularities, self.region_size)
+        return Routing(queries, choice, num_queries, pooled, regions, split, counts)
 
-    def router_flops(self, hw) -> int:
-        """Cost of routing one image: the gate on every region (not query dependent)."""
-        return self.router.flops(num_regions(hw, self.granularities, self.region_size))
+    def router_macs(self, hw) -> int:
+        """MACs of routing one image: the gate on every region (not query dependent)."""
+        return self.router.macs(num_regions(hw, self.granularities, self.region_size))
 
     def extra_repr(self) -> str:
         return (f'granularities={self.granularities}, region_size={self.region_size}, '

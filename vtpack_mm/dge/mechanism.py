@@ -1,6 +1,6 @@
 """What code outside the models uses to drive the DGE blocks of any model."""
 from contextlib import contextmanager
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -12,14 +12,14 @@ from .router import finest_index
 
 
 class RoutedBackbone:
-    """Marks a backbone whose forward adds up its blocks' returned costs and keeps the
-    result in ``last_complexity``: the one record of the last pass that code outside the
-    model reads, through :func:`last_complexity`."""
+    """Marks a backbone whose forward adds up its blocks' returned costs and routing and
+    keeps the result in ``last_complexity``: the one record of the last pass that code
+    outside the model reads, through :func:`last_complexity`."""
     last_complexity: Optional[ComplexityMeter] = None
 
-    def routing_groups(self) -> List[Tuple[str, Sequence[nn.Module], int]]:
-        """(group name, its blocks in forward order, one token's side in input pixels) of
-        every group of blocks that share a token map (a stage; DeiT's one group): what
+    def group_strides(self) -> Dict[str, int]:
+        """One token's side in input pixels in every group of blocks that share a token map
+        (a stage; DeiT's one group), by the group's name in the cost record: what
         :func:`routing_maps` needs to place the routers' choices on the image."""
         raise NotImplementedError
 
@@ -48,20 +48,22 @@ def last_complexity(model: nn.Module) -> ComplexityMeter:
 
 def routing_maps(model: nn.Module, index: int = 0) -> List[Dict]:
     """The routers' choices in the last forward pass of image ``index``, at the first DGE
-    block of every group (stage): dicts with ``group``, ``phi`` (Rh, Rw) the chosen
-    granularity per region, ``region_tokens`` (S; None for one region over the map),
-    ``hw`` the token map's size and ``stride`` one token's side in input pixels."""
-    out = []
-    for group, blocks, stride in find_backbone(model, with_dge=True,
-                                               who='routing_maps').routing_groups():
-        dge = next((b.dge for b in blocks if getattr(b, 'dge', None) is not None), None)
-        if dge is None or dge.last_choice is None:
-            continue
-        phis = torch.tensor(dge.granularities)
-        out.append(dict(group=group, phi=phis[dge.last_choice[index].cpu()].numpy(),
-                        region_tokens=None if dge.region_size == 'layer' else dge.region_size,
-                        hw=dge.last_hw, stride=stride))
-    return out
+    block of every group (stage), read from the pass's record: dicts with ``group``,
+    ``phi`` (Rh, Rw) the chosen granularity per region, ``region_tokens`` (S; None for one
+    region over the map), ``hw`` the token map's size and ``stride`` one token's side in
+    input pixels. Empty before the first pass."""
+    backbone = find_backbone(model, with_dge=True, who='routing_maps')
+    meter = backbone.last_complexity
+    if meter is None:
+        return []
+    strides = backbone.group_strides()
+    first = {}
+    for layer in meter.layers:
+        if layer.routing is not None and layer.group not in first:
+            first[layer.group] = layer.routing
+    return [dict(group=group, phi=r.phi(index).numpy(),
+                 region_tokens=None if r.region_size == 'layer' else r.region_size,
+                 hw=r.hw, stride=strides[group]) for group, r in first.items()]
 
 
 def dge_blocks(model: nn.Module) -> List[SparseQueryBlock]:

@@ -84,7 +84,8 @@ class GrainedRouter(nn.Module):
             cache = self._shift_cache = (key, self.saving, self.shift * self.saving.to(dtype))
         return cache[2]
 
-    def flops(self, num_regions: int) -> int:
+    def macs(self, num_regions: int) -> int:
+        """MACs of the gate on ``num_regions`` region means."""
         return num_regions * self.gate.in_features * self.gate.out_features
 
 

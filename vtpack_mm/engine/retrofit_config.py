@@ -3,7 +3,8 @@ from typing import Optional, Sequence
 
 from mmengine.config import Config
 
-from ..models.native import translate_model_config
+from ..checkpoint import find_prefix, load_state
+from ..native import translate_model_config
 from .retrofit_hook import SCOPES
 
 HOOK_TYPES = ('BudgetLossHook', 'RetrofitHook')
@@ -11,13 +12,7 @@ HOOK_TYPES = ('BudgetLossHook', 'RetrofitHook')
 
 def holds_whole_model(checkpoint: str) -> bool:
     """Whether a checkpoint holds a whole model (``backbone.`` keys) or a backbone alone."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    from ..compat import allow_runner_checkpoints
-    from ..models.backbones.state_dict import find_prefix, unwrap_checkpoint
-    allow_runner_checkpoints()
-    state = unwrap_checkpoint(CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
-    return find_prefix(state).endswith('backbone.')
+    return find_prefix(load_state(checkpoint)).endswith('backbone.')
 
 
 def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: str = 'routers',
@@ -29,7 +24,7 @@ def retrofit_config(cfg: Config, checkpoint: str, budget: float = 0.5, scope: st
 
     A native backbone (mmdet's PVT v1/v2, mmseg's MiT, mmpretrain's VisionTransformer) is
     first translated into its vtpack_mm equivalent
-    (:func:`~vtpack_mm.models.native.translate_model_config`), which loads the native
+    (:func:`~vtpack_mm.native.translate_model_config`), which loads the native
     checkpoint as it is; any other type is refused with the supported ones listed.
 
     The backbone gets ``dge_cfg`` (kept if the config has one; ``granularities`` and

@@ -1,14 +1,15 @@
 """Sparse-query deformable point attention: reference, autograd Function, dispatcher.
 
 Each query reads ``P`` bilinearly sampled points per head from its own image's dense value
-map and sums them with its softmax weights. Queries are packed image after image (any
-number per image); token centres sit at integer coordinates and samples outside the map
-read zeros. mmcv's multi-scale deformable attention has no CPU kernel and assumes a fixed
+map and sums them with its softmax weights. Queries are packed (any number per image), each
+with the index of its image (``batch``, as the query layout gives it,
+:meth:`vtpack_mm.dge.QueryLayout.batch_index`); token centres sit at integer coordinates
+and samples outside the map read zeros. mmcv's multi-scale deformable attention has no CPU kernel and assumes a fixed
 number of queries per image, hence this op. A point's neighbours are floor(x) and
 floor(x) + 1 in the kernels and in the reference alike, so the two also agree on the
 location's (one-sided) gradient at a token centre.
 """
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,21 +17,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .ext import backend, has_kernel
-
-
-def image_index(lengths: List[int], device) -> Tensor:
-    """(T,) image of every packed query, for ``lengths`` queries per image."""
-    counts = torch.tensor(lengths, device=device)
-    return torch.repeat_interleave(torch.arange(len(lengths), device=device), counts)
-
-
-def pad_index(lengths: List[int], device) -> Tensor:
-    """(T,) row of every packed query in the padded (B * max(lengths)) layout."""
-    counts = torch.tensor(lengths, device=device)
-    batch = image_index(lengths, device)
-    offsets = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(int(counts.sum()), device=device) - offsets[batch]
-    return batch * max(lengths) + pos
 
 
 def op_dtype(value: Tensor, xy: Tensor, weights: Tensor) -> torch.dtype:
@@ -77,7 +63,7 @@ def corner_rows(xy: Tensor, weights: Tensor, batch: Optional[Tensor],
 
 
 def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
-                                lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
+                                batch: Optional[Tensor], hw: Tuple[int, int]) -> Tensor:
     """The op in PyTorch: each point's four neighbours (:func:`corner_rows`) summed by
     ``embedding_bag`` with per-row weights, which keeps only the rows' indices and weights
     for the backward. Traced (ONNX has no weighted bag, and FLOP counters see a matrix
@@ -88,23 +74,20 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
         value: (B, H*W, heads, d) the value map.
         xy: (T, heads, P, 2) sampling locations (x, y) in token units.
         weights: (T, heads, P) point weights.
-        lengths: queries per image (sum T); None for one image (B = 1), whose count then
-            stays a tensor size (what a tracer needs).
+        batch: (T,) long, the image of every query; None for one image (B = 1), whose
+            count then stays a tensor size (what a tracer needs).
         hw: (H, W).
     Returns:
         (T, heads * d), in the promoted dtype of the three inputs.
     """
     B, _, h, d = value.shape
     traced = torch.jit.is_tracing()
-    if lengths is None:
+    if batch is None:
         if B != 1:
-            raise ValueError(f'lengths=None means one image; the value map has {B}')
-        batch = None
-    else:
-        if len(lengths) != B or (not traced and sum(lengths) != xy.shape[0]):
-            raise ValueError(f'lengths {list(lengths)} do not split {xy.shape[0]} queries '
-                             f'over {B} images')
-        batch = image_index(lengths, xy.device)
+            raise ValueError(f'batch=None means one image; the value map has {B}')
+    elif not traced and batch.shape != xy.shape[:1]:
+        raise ValueError(f'batch gives the image of {batch.shape[0]} queries; there are '
+                         f'{xy.shape[0]}')
     dtype = op_dtype(value, xy, weights)
     rows, coef = corner_rows(xy.to(dtype), weights.to(dtype), batch, hw)
     table = value.to(dtype).reshape(-1, d)
@@ -134,17 +117,15 @@ class DeformPointAttnFunction(torch.autograd.Function):
         return gv, gxy, gw, None, None
 
 
-def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor,
-                      lengths: Optional[List[int]], hw: Tuple[int, int]) -> Tensor:
+def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, batch: Optional[Tensor],
+                      hw: Tuple[int, int]) -> Tensor:
     """Deformable point attention of packed queries: the compiled kernel where one applies,
     else :func:`deform_point_attn_reference`. Shapes as there; returns (T, heads * d)."""
     if not has_kernel(value, xy, weights):
-        return deform_point_attn_reference(value, xy, weights, lengths, hw)
+        return deform_point_attn_reference(value, xy, weights, batch, hw)
     dtype = op_dtype(value, xy, weights)
-    if lengths is None:
+    if batch is None:
         batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
-    else:
-        batch = image_index(lengths, value.device)
     out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
                                         weights.to(dtype).contiguous(), batch,
                                         (int(hw[0]), int(hw[1])))

@@ -1,12 +1,13 @@
 """The compiled ops library (``vtpack_mm._ext``, built by setup.py from ``ops/csrc``).
 
 Importing it registers the CPU kernels under ``torch.ops.vtpack_mm``; CUDA tensors go to
-the Triton kernels (:mod:`vtpack_mm.ops.triton_kernels`). The package works without
+the Triton kernels (:mod:`.grained_triton`, :mod:`.deform_point_attn_triton`). The package works without
 either: every op falls back to its pure-PyTorch reference. ``VTPACK_MM_NO_EXT=1`` in
 the environment, or :func:`use_kernels` ``(False)``, forces the references.
 """
 import contextlib
 import os
+import types
 import warnings
 
 import torch
@@ -60,11 +61,20 @@ def load() -> bool:
 
 
 def _triton():
-    """The Triton kernels module, or None where Triton is not installed (tried once)."""
+    """The Triton launchers of every op, each under the name and with the signature of the
+    ``torch.ops.vtpack_mm`` op it stands for (so an autograd Function calls
+    ``backend(x).<op>`` whichever backend applies); None where Triton is not installed
+    (tried once). Imported only for CUDA tensors, or by the tests under
+    ``TRITON_INTERPRET=1``."""
     if 'triton' not in _state:
         try:
-            from . import triton_kernels
-            _state['triton'] = triton_kernels
+            from . import deform_point_attn_triton as deform, grained_triton as grained
+            _state['triton'] = types.SimpleNamespace(
+                grained_patch_reduce=grained.grained_patch_reduce,
+                grained_token_gather=grained.grained_token_gather,
+                grained_token_dot=grained.grained_token_dot,
+                deform_point_attn_forward=deform.deform_point_attn_forward,
+                deform_point_attn_backward=deform.deform_point_attn_backward)
         except (ImportError, RuntimeError) as e:
             warnings.warn(f'Triton kernels unavailable ({e}); using the PyTorch references')
             _state['triton'] = None

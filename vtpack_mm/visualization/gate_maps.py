@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..dge import dge_encoders, last_complexity, routing_maps
+from ..dge import last_complexity, routing_maps
 
 GATE_COLOURS = {0: (128, 128, 128), 1: (230, 40, 40), 2: (40, 200, 40), 4: (40, 90, 240),
                 8: (200, 40, 200)}
@@ -111,7 +111,7 @@ def stage_betas(backbone, index: int = 0) -> Dict[str, float]:
 def draw_gates(backbone, image: np.ndarray, index: int = 0, min_side: int = 320) -> np.ndarray:
     """:func:`gate_figure` of image ``index`` of the backbone's last forward pass; ``image``
     is that input as RGB uint8."""
-    granularities = dge_encoders(backbone)[0].granularities
+    granularities = last_complexity(backbone).routing[0].granularities
     return gate_figure(image, routing_maps(backbone, index), stage_betas(backbone, index),
                        granularities, min_side)
 

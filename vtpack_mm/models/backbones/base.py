@@ -3,31 +3,16 @@ import math
 from typing import Dict, Iterable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_
-from mmengine.runner.checkpoint import CheckpointLoader
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from ...dge import ComplexityMeter, RoutedBackbone, dge_encoders, set_logit_shift
-from .state_dict import (find_prefix, fit_state_dict, log_dropped, mark_resized, take_prefix,
-                         unwrap_checkpoint)
-
-
-def resize_pos_embed(pos: Tensor, src_hw, dst_hw, num_extra: int = 0,
-                     mode: str = 'bilinear') -> Tensor:
-    """Resize a (1, E + h*w, C) position table from ``src_hw`` to ``dst_hw``."""
-    if tuple(src_hw) == tuple(dst_hw):
-        return pos
-    extra, grid = pos[:, :num_extra], pos[:, num_extra:]
-    C = grid.shape[-1]
-    grid = grid.reshape(1, src_hw[0], src_hw[1], C).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=tuple(dst_hw), mode=mode, align_corners=False)
-    grid = grid.flatten(2).transpose(1, 2)
-    return torch.cat([extra, grid], 1) if num_extra else grid
+from ...dge import ComplexityMeter, RoutedBackbone, set_logit_shift
+from ...checkpoint import find_prefix, load_state, take_prefix
+from .state_dict import fit_state_dict, log_dropped, mark_resized
 
 
 def check_arch(arch, arch_zoo: Dict[str, dict], required: Sequence[str], name: str) -> dict:
@@ -95,13 +80,32 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         if not torch.jit.is_tracing() and x.shape[0] == 0:  # (a tracer's sizes are tensors)
             raise ValueError(f'{name}: the batch is empty (input shape {tuple(x.shape)})')
 
+    @staticmethod
+    def output(x: Tensor, hw, num_extra: int, out_type: str,
+               avg_norm: Optional[nn.Module] = None) -> Tensor:
+        """What the tokens ``x`` (B, E + H*W, C) of an output layer or stage become:
+        'raw' as they are, 'cls_token' (B, C) the first token, 'avg_featmap' (B, C) the
+        mean of the map tokens (then ``avg_norm``, if given), 'featmap' the map
+        (B, C, H, W)."""
+        if out_type == 'raw':
+            return x
+        if out_type == 'cls_token':
+            return x[:, 0]
+        tokens = x[:, num_extra:]
+        if out_type == 'avg_featmap':
+            avg = tokens.mean(1)
+            return avg_norm(avg) if avg_norm is not None else avg
+        B, _, C = tokens.shape
+        return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1]).contiguous()
+
     def run_block(self, block, x: Tensor, hw, meter: ComplexityMeter, group: str,
                   layer: str) -> Tensor:
         if self.with_cp and x.requires_grad:
             x, cost = checkpoint(block, x, hw, use_reentrant=False)
         else:
             x, cost = block(x, hw)
-        meter.add(group, cost.static, cost.dynamic, layer=layer)
+        meter.add(group, cost.static, cost.dynamic, layer=layer,
+                  routing=cost.routing.regions if cost.routing is not None else None)
         return x
 
     # --- training mode, freezing ---------------------------------------------------------
@@ -128,9 +132,6 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return self
 
     # --- DGE access ----------------------------------------------------------------------
-    def dge_modules(self):
-        return dge_encoders(self)
-
     def set_logit_shift(self, shift: float):
         """Set the budget knob of every DGE router (:func:`vtpack_mm.dge.set_logit_shift`)."""
         set_logit_shift(self, shift)
@@ -188,9 +189,14 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         return []
 
     @staticmethod
-    def check_common(name: str, out_type: str, out_types, frozen_stages: int, num_units: int):
+    def check_common(name: str, out_type: str, out_types, with_cls_token: bool,
+                     frozen_stages: int, num_units: int):
+        """``out_type`` one of ``out_types`` ('cls_token' only with a class token) and
+        ``frozen_stages`` in [-1, num_units)."""
         if out_type not in out_types:
             raise ValueError(f'{name}: out_type must be one of {out_types}, got {out_type!r}')
+        if out_type == 'cls_token' and not with_cls_token:
+            raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
         if not -1 <= frozen_stages < num_units:
             raise ValueError(f'{name}: frozen_stages={frozen_stages} out of range [-1, '
                              f'{num_units - 1}]')
@@ -219,8 +225,7 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         in a DGE backbone): they keep their fresh initialisation, which picks the finest
         granularity everywhere.
         """
-        ckpt = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-        state = unwrap_checkpoint(ckpt)
+        state = load_state(filename)
         if prefix is None:
             prefix = find_prefix(state)
         elif prefix and not prefix.endswith('.'):

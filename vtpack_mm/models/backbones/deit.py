@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from ...dge import ComplexityMeter, linear_macs, norm_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import TransformerBackbone, check_arch, resize_pos_embed
+from ..layers.position import resize_pos_embed
+from .base import TransformerBackbone, check_arch
 
 DEIT_ARCHS = dict(
     tiny=dict(embed_dims=192, depth=12, num_heads=3, mlp_ratio=4),
@@ -122,9 +123,7 @@ class DeiT(TransformerBackbone):
         name = type(self).__name__
         arch = resolve_arch(arch, name)
         depth, dims = arch['depth'], arch['embed_dims']
-        self.check_common(name, out_type, OUT_TYPES, frozen_stages, depth)
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
+        self.check_common(name, out_type, OUT_TYPES, with_cls_token, frozen_stages, depth)
         if avg_norm and out_type != 'avg_featmap':
             raise ValueError(f"{name}: avg_norm needs out_type='avg_featmap', got {out_type!r}")
         valid_padding = patch_padding == 'corner' or \
@@ -170,8 +169,8 @@ class DeiT(TransformerBackbone):
     def position_tables(self):
         return [self.pos_embed] + ([self.cls_token] if self.cls_token is not None else [])
 
-    def routing_groups(self):
-        return [('layers', self.blocks, self.patch_size)]
+    def group_strides(self):
+        return dict(layers=self.patch_size)
 
     def frozen_modules(self, stage):
         modules = [self.blocks[stage]]
@@ -208,21 +207,9 @@ class DeiT(TransformerBackbone):
             if j == last and self.norm is not None:
                 x = self.norm(x)
             if j in self.out_indices:
-                outs.append(self._output(x, hw))
+                outs.append(self.output(x, hw, self.num_extra, self.out_type, self.avg_norm))
         self.last_complexity = meter
         return tuple(outs)
-
-    def _output(self, x, hw):
-        if self.out_type == 'raw':
-            return x
-        if self.out_type == 'cls_token':
-            return x[:, 0]
-        tokens = x[:, self.num_extra:]
-        if self.out_type == 'avg_featmap':
-            avg = tokens.mean(1)
-            return self.avg_norm(avg) if self.avg_norm is not None else avg
-        B, _, C = tokens.shape
-        return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1]).contiguous()
 
     def convert_state_dict(self, state_dict):
         from ..converters import detect_and_convert_deit

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from ...dge import ComplexityMeter, linear_macs, norm_macs, split_dge_cfg
 from ...registry import MODELS
 from ..layers import EncoderLayer
-from .base import TransformerBackbone, check_arch, resize_pos_embed
+from ..layers.position import resize_pos_embed
+from .base import TransformerBackbone, check_arch
 
 PVT_ARCHS = {
     name: dict(depths=depths, embed_dims=[64, 128, 320, 512], num_heads=[1, 2, 5, 8],
@@ -143,9 +144,7 @@ class PVT(TransformerBackbone):
                              f'one entry per stage ({num_stages})')
         if with_cls_token and not self.abs_pos_embed:
             raise ValueError(f'{name}: with_cls_token needs position tables ({name} has none)')
-        self.check_common(name, out_type, OUT_TYPES, frozen_stages, num_stages)
-        if out_type == 'cls_token' and not with_cls_token:
-            raise ValueError(f"{name}: out_type='cls_token' needs with_cls_token=True")
+        self.check_common(name, out_type, OUT_TYPES, with_cls_token, frozen_stages, num_stages)
         self.arch = arch
         self.num_stages = num_stages
         self.out_indices = self.check_out_indices(out_indices, num_stages, name)
@@ -213,10 +212,9 @@ class PVT(TransformerBackbone):
     def frozen_modules(self, stage):
         return [self.stages[stage]]
 
-    def routing_groups(self):
+    def group_strides(self):
         strides = np.cumprod(self.strides)
-        return [(f'stage{i + 1}', stage.blocks, int(strides[i]))
-                for i, stage in enumerate(self.stages)]
+        return {f'stage{i + 1}': int(strides[i]) for i in range(self.num_stages)}
 
     def forward(self, x: Tensor):
         self.check_images(x)
@@ -247,20 +245,12 @@ class PVT(TransformerBackbone):
             if last and self.norm is not None:
                 x = self.norm(x)
             if i in self.out_indices:
-                outs.append(self._output(x, hw, E, last))
+                # an earlier stage gives its map whatever the last one gives
+                outs.append(self.output(x, hw, E, self.out_type if last else 'featmap'))
             if not last:  # channels-last view of the map for the next patch embedding
                 x = x[:, E:].reshape(B, hw[0], hw[1], -1).permute(0, 3, 1, 2)
         self.last_complexity = meter
         return tuple(outs)
-
-    def _output(self, x, hw, num_extra, last):
-        if last and self.out_type == 'cls_token':
-            return x[:, 0]
-        tokens = x[:, num_extra:]
-        if last and self.out_type == 'avg_featmap':
-            return tokens.mean(1)
-        B, _, C = tokens.shape
-        return tokens.transpose(1, 2).reshape(B, C, hw[0], hw[1]).contiguous()
 
     def convert_state_dict(self, state_dict):
         from ..converters import detect_and_convert_pvt

@@ -22,46 +22,13 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
+from ..layers.position import resize_pos_embed
+
 # keys of classifier heads in the layouts we read (timm/official, mmpretrain, vtpack)
 HEAD_PREFIXES = ('head.', 'head_dist.', 'fc_norm.', 'pre_logits.')
 # keys a classifier backbone has and a dense-prediction one may lack (avg_norm: the norm of
 # the averaged tokens, mmpretrain ViT's ln2)
 CLASSIFIER_PREFIXES = ('cls_token', 'norm.', 'avg_norm.')
-STATE_KEYS = ('state_dict', 'model', 'module')
-# wrappers whose sub-dict holds a backbone: detectors/segmentors/classifiers, DDP
-PREFIX_CANDIDATES = ('backbone.', 'module.backbone.', 'module.')
-
-
-def unwrap_checkpoint(ckpt) -> Dict[str, Tensor]:
-    """The flat state dict inside a checkpoint ('state_dict', 'model' or 'module' entry)."""
-    state = ckpt
-    for key in STATE_KEYS:
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    if not isinstance(state, dict):
-        raise ValueError(f'no state dict found in the checkpoint (got {type(ckpt).__name__})')
-    return state
-
-
-def find_prefix(state: Dict[str, Tensor]) -> str:
-    """The prefix under which a checkpoint holds its backbone ('' for a bare backbone)."""
-    for prefix in PREFIX_CANDIDATES:
-        if any(k.startswith(prefix) for k in state):
-            if prefix == 'module.' and not all(k.startswith(prefix) for k in state):
-                continue
-            return prefix
-    return ''
-
-
-def take_prefix(state: Dict[str, Tensor], prefix: str, source: str = 'checkpoint'):
-    if not prefix:
-        return dict(state)
-    out = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not out:
-        raise KeyError(f'{source}: no key starts with prefix {prefix!r} (first keys: '
-                       f'{list(state)[:4]})')
-    return out
 
 
 def _square_side(n: int) -> Optional[int]:
@@ -75,7 +42,6 @@ def fit_state_dict(backbone, state: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor
     Returns the new state dict and the sorted list of keys dropped as classifier-only.
     Raises ``ValueError`` for a position table that cannot be resized, naming it.
     """
-    from .base import resize_pos_embed
     own = dict(backbone.named_parameters())
     own.update(backbone.named_buffers())
     heads = [k for k in state if k.startswith(HEAD_PREFIXES) and k not in own]

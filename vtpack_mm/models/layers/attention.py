@@ -205,8 +205,9 @@ class DeformablePointAttention(BaseModule):
         if self.training and self.offset_grad_scale != 1.0:
             xy = _ScaleGrad.apply(xy, self.offset_grad_scale)
         weights = self.attn_drop(self.attn_weight(q).view(-1, h, P).softmax(-1))
-        lengths = queries.lengths if B > 1 else None  # one image: count kept a tensor size
-        out = deform_point_attn(value, xy, weights, lengths, (H, W))
+        # one image: no index, so the query count stays a tensor size (what a tracer needs)
+        batch = queries.batch_index(q.device) if B > 1 else None
+        out = deform_point_attn(value, xy, weights, batch, (H, W))
         return self.proj_drop(self.proj(out))
 
     def macs(self, num_inputs, num_queries, hw):

@@ -1,5 +1,5 @@
 """mmpretrain's ``VisionTransformer`` config -> ``vtpack_mm.DeiT`` (see :mod:`.native`)."""
-from .native import FALLBACK_VIT_ARCHS, _init_cfg, _native_class, _refuse
+from .native_table import FALLBACK_VIT_ARCHS, _init_cfg, _native_class, _refuse
 
 ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 # layer_cfgs entries we honour when every layer has the same value
