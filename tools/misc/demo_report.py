@@ -1,14 +1,16 @@
 """Report of the main job (tools/run_demo.sh): accuracy against complexity on the shapes data.
 
     python tools/misc/demo_report.py WORK --out-dir OUT [--shifts -8 -4 -2 2 4 8]
+        [--bootstrap 1000]
 
 WORK holds one folder per seed (seed0, seed1, ...), each with the four training runs of
 run_demo.sh (vanilla, dge_scratch, retrofit, retrofit_ft). For every finished run this
 publishes the checkpoint (tools/model_converters/publish_model.py), evaluates the published
-file (COCO bbox/segm mAP on the validation set), records beta and the backbone MACs of
-every validation image at inference and the test wall time, and sweeps the budget knob
-(``dge_cfg.logit_shift``) of the fine-tuned retrofit. Everything goes to OUT: summary.md,
-summary.json, knob.png, gates.png, beta_curve.png, metafile.yml.
+file (COCO bbox/segm mAP on the validation set, each with the 95 % bootstrap interval over
+the validation images), records beta and the backbone MACs of every validation image at
+inference and the test wall time, and sweeps the budget knob (``dge_cfg.logit_shift``) of
+the first seed's fine-tuned retrofit. Everything goes to OUT: summary.md, summary.json,
+knob.png, gates.png, beta_curve.png, metafile.yml.
 """
 import argparse
 import glob
@@ -141,6 +143,9 @@ def main():
     parser.add_argument('--out-dir', required=True, help='report folder')
     parser.add_argument('--shifts', type=float, nargs='+', default=[-8, -4, -2, 2, 4, 8],
                         help='budget-knob shifts swept besides 0')
+    parser.add_argument('--bootstrap', type=int, default=1000,
+                        help='resamples of the validation images for the 95%% interval of '
+                        'every mAP (0: none)')
     args = parser.parse_args()
     allow_runner_checkpoints()
     os.makedirs(args.out_dir, exist_ok=True)
@@ -160,21 +165,25 @@ def main():
                 ckpt, osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{name}_seed{seed}.pth'))
             published[(seed, name)] = pub
             print(f'[report] seed {seed} {name}: published {pub}; evaluating')
-            run = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'seed{seed}_{name}'))
+            run = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'seed{seed}_{name}'),
+                           bootstrap=args.bootstrap)
             run['train_seconds'] = wall_seconds(run_dir)
             run['checkpoint'] = pub
-            if name == KNOB_ROW:
-                run['knob'] = [dict(shift=0.0, beta=run['beta'], metrics=run['metrics'])]
+            if name == KNOB_ROW and seed == seeds[0]:  # the knob swept on the first seed
+                run['knob'] = [dict(shift=0.0, beta=run['beta'], metrics=run['metrics'],
+                                    intervals=run['intervals'])]
                 for shift in args.shifts:
                     print(f'[report] seed {seed} {name}: budget knob shift {shift:+g}')
                     r = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'knob{shift:+g}'),
-                                 shift)
+                                 shift, bootstrap=args.bootstrap)
                     run['knob'].append(dict(shift=shift, beta=r['beta'], metrics=r['metrics'],
-                                            dynamic_gmacs=r['dynamic_gmacs']))
+                                            dynamic_gmacs=r['dynamic_gmacs'],
+                                            intervals=r['intervals']))
                 run['knob'].sort(key=lambda p: p['shift'])
             runs[name] = run
     print('[report] untrained DGE model (same config, fresh weights)')
-    untrained = evaluate(DGE, None, osp.join(args.out_dir, 'eval', 'untrained'))
+    untrained = evaluate(DGE, None, osp.join(args.out_dir, 'eval', 'untrained'),
+                         bootstrap=args.bootstrap)
     first = results[seeds[0]]
     columns, gate_legend = None, None
     if 'dge_scratch' in first:
@@ -193,28 +202,56 @@ def main():
     write_markdown(args, seeds, results, untrained, columns, gate_legend)
 
 
+def map_cell(values, intervals):
+    """'0.300 ± 0.041' per value (the ± only where an interval was measured), joined by
+    ' / ', with their mean when there are several."""
+    cells = [f'{v:.3f}' + (f" ± {iv['half_width']:.3f}" if iv else '')
+             for v, iv in zip(values, intervals)]
+    if not cells:
+        return 'n/a'
+    return ' / '.join(cells) + (f' (mean {np.mean(values):.3f})' if len(cells) > 1 else '')
+
+
+def interval_note(resamples, images):
+    if not resamples:
+        return ['No bootstrap intervals were measured (`--bootstrap 0`).']
+    return [f'± is half the width of the 95 % bootstrap interval of that mAP over the '
+            f'validation images ({resamples} resamples of {images} images with replacement, '
+            f'each scored as COCO scores a set): the evaluation\'s own noise for that one '
+            f'model. The spread between seeds is the training\'s, which the interval does '
+            f'not include.']
+
+
 def write_markdown(args, seeds, results, untrained, columns, gate_legend):
     def col(name, get, fmt='{:.3f}'):
         return spread([get(results[s][name]) if name in results[s] else None for s in seeds],
                       fmt)
 
+    def map_col(name, kind):
+        """Each seed's mAP with the half width of its bootstrap interval, and the mean."""
+        runs = [results[s][name] for s in seeds if name in results[s]]
+        return map_cell([r['metrics'][f'coco/{kind}_mAP'] for r in runs],
+                        [r.get('intervals', {}).get(kind) for r in runs])
+
+    images = next(r['images'] for s in seeds for r in results[s].values())
     lines = ['# DGE demo report: accuracy against complexity', '',
-             f'Mask R-CNN PVT-T on the shapes data (40 validation images, 128 px), CPU. '
+             f'Mask R-CNN PVT-T on the shapes data ({images} validation images, 128 px), CPU. '
              f'Seeds: {", ".join(map(str, seeds))}; each cell lists one value per seed '
-             f'and their mean.', '',
-             '| model | bbox mAP | segm mAP | β | backbone GMACs | train wall time (s) | '
-             'test ms/image |', '| --- | --- | --- | --- | --- | --- | --- |']
+             f'and their mean.', '']
+    lines += interval_note(args.bootstrap, images) + [
+        '', '| model | bbox mAP | segm mAP | β | backbone GMACs | train wall time (s) | '
+        'test ms/image |', '| --- | --- | --- | --- | --- | --- | --- |']
     for name, _, _, label in ROWS:
         lines.append(
-            f"| {label} | {col(name, lambda r: r['metrics']['coco/bbox_mAP'])} "
-            f"| {col(name, lambda r: r['metrics']['coco/segm_mAP'])} "
+            f"| {label} | {map_col(name, 'bbox')} | {map_col(name, 'segm')} "
             f"| {col(name, lambda r: r['beta'])} "
             f"| {col(name, lambda r: r['dynamic_gmacs'], '{:.4f}')} "
             f"| {col(name, lambda r: r['train_seconds'], '{:.0f}')} "
             f"| {col(name, lambda r: r['test_ms_per_image'], '{:.0f}')} |")
     m = untrained['metrics']
-    lines += [f"| untrained DGE (fresh weights) | {m['coco/bbox_mAP']:.3f} | "
-              f"{m['coco/segm_mAP']:.3f} | {untrained['beta']:.3f} | "
+    u = untrained.get('intervals', {})
+    lines += [f"| untrained DGE (fresh weights) | {map_cell([m['coco/bbox_mAP']], [u.get('bbox')])} | "
+              f"{map_cell([m['coco/segm_mAP']], [u.get('segm')])} | {untrained['beta']:.3f} | "
               f"{untrained['dynamic_gmacs']:.4f} | 0 | {untrained['test_ms_per_image']:.0f} |", '']
     for seed in seeds:
         sweep = results[seed].get(KNOB_ROW, {}).get('knob')
@@ -226,9 +263,10 @@ def write_markdown(args, seeds, results, untrained, columns, gate_legend):
                   '| --- | --- | --- | --- | --- |']
         for p in sweep:
             g = p.get('dynamic_gmacs', results[seed][KNOB_ROW]['dynamic_gmacs'])
+            iv = p.get('intervals', {})
             lines.append(f"| {p['shift']:+g} | {p['beta']:.3f} | {g:.4f} | "
-                         f"{p['metrics']['coco/bbox_mAP']:.3f} | "
-                         f"{p['metrics']['coco/segm_mAP']:.3f} |")
+                         f"{map_cell([p['metrics']['coco/bbox_mAP']], [iv.get('bbox')])} | "
+                         f"{map_cell([p['metrics']['coco/segm_mAP']], [iv.get('segm')])} |")
         lines.append('')
     static = [r['static_gmacs'] for s in seeds for r in results[s].values()]
     lines += [
@@ -243,9 +281,9 @@ def write_markdown(args, seeds, results, untrained, columns, gate_legend):
         'What this is evidence of: on this small synthetic task, how much accuracy each way of '
         'getting a DGE model keeps against the vanilla detector trained the same way, and '
         'that the budget knob trades accuracy for β without retraining. What it is not: a '
-        'measure of COCO/ImageNet accuracy (40 validation images of three shapes, 600 '
-        'iterations from scratch); differences smaller than the spread between seeds are '
-        'noise.']
+        f'measure of COCO/ImageNet accuracy ({images} validation images of three shapes, 600 '
+        'iterations from scratch); differences smaller than the intervals, or than the '
+        'spread between seeds, are noise.']
     if columns:
         lines += ['', f"`gates.png` (DGE from scratch, seed {seeds[0]}): columns "
                   f"{', '.join(columns)}; {gate_legend}. `beta_curve.png`: its β during training."]

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import shutil
 
 import cv2
 import numpy as np
@@ -96,10 +97,14 @@ def coco_annotation(inst, ann_id, image_id):
 def write_split(out, split, count, size, rng, start_id):
     coco = dict(images=[], annotations=[],
                 categories=[dict(id=i + 1, name=c) for i, c in enumerate(CLASSES)])
-    for sub in (f'coco/{split}', f'ade/images/{split}', f'ade/annotations/{split}'):
-        os.makedirs(osp.join(out, sub), exist_ok=True)
+    # the split's folders are written afresh: a folder reader (mmseg, mmpretrain) must not
+    # find the scenes of an earlier run with more of them
+    for sub in (f'coco/{split}', f'ade/images/{split}', f'ade/annotations/{split}',
+                f'imagenet/{split}'):
+        shutil.rmtree(osp.join(out, sub), ignore_errors=True)
+        os.makedirs(osp.join(out, sub))
     for c in CLASSES:
-        os.makedirs(osp.join(out, 'imagenet', split, c), exist_ok=True)
+        os.makedirs(osp.join(out, 'imagenet', split, c))
     ann_id = start_id * 10
     for k in range(count):
         image_id = start_id + k

@@ -10,13 +10,18 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from ..dge import last_complexity
+from .coco_bootstrap import bootstrap_map, result_files
 from .loading import backbone_of
 
 
 def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: str,
-             shift: float = 0.0) -> dict:
+             shift: float = 0.0, bootstrap: int = 0) -> dict:
     """The config's test metrics of ``checkpoint``, with beta and the backbone MACs of
     every test image at inference (budget knob ``shift``) and the test time per image.
+
+    With ``bootstrap`` > 0 and a COCO evaluator, also the 95 % bootstrap interval of each
+    COCO mAP over the test images (that many resamples;
+    :func:`~vtpack_mm.analysis.coco_bootstrap.bootstrap_map`), under ``intervals``.
 
     The backbone must be a vtpack_mm one (it keeps the cost record of each pass); a
     native backbone's config is translated first by the caller
@@ -28,6 +33,9 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
     cfg.default_hooks.logger.interval = 1000
     if cfg.model.backbone.get('dge_cfg'):
         cfg.model.backbone.dge_cfg.logit_shift = float(shift)
+    coco = bootstrap > 0 and 'Coco' in str(cfg.test_evaluator.get('type', ''))
+    if coco:  # keep the results files: the bootstrap reads them
+        cfg.test_evaluator.outfile_prefix = osp.join(work_dir, 'results')
     runner = Runner.from_cfg(cfg)
     backbone = backbone_of(runner.model)
     betas, dynamic, static = [], [], []
@@ -45,7 +53,12 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
     metrics = runner.test()
     seconds = time.perf_counter() - start
     handle.remove()
-    return dict(metrics={k: float(v) for k, v in metrics.items()},
+    intervals = {}
+    if coco:
+        for kind, path in result_files(cfg.test_evaluator.outfile_prefix).items():
+            intervals[kind] = bootstrap_map(cfg.test_evaluator.ann_file, path, kind,
+                                            resamples=bootstrap)
+    return dict(metrics={k: float(v) for k, v in metrics.items()}, intervals=intervals,
                 beta=float(np.mean(betas)), beta_min=float(np.min(betas)),
                 beta_max=float(np.max(betas)), dynamic_gmacs=float(np.mean(dynamic)),
                 static_gmacs=float(np.mean(static)), images=len(betas),

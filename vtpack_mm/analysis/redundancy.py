@@ -6,7 +6,7 @@ measures how redundant the token is. Replacing the tokens above a threshold by t
 mean, and counting each patch's replaced tokens as one query, gives the accuracy /
 complexity trade-off of a static, data-independent reduction.
 """
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
