@@ -66,7 +66,7 @@ def test_pvt2mm_from_mmdet_detector(tmp_path):
     torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'det.pth')
     run_tool('pvt2mm.py', tmp_path / 'det.pth', tmp_path / 'out.pth')
     model = vtpack_mm.PVT(arch='tiny', init_cfg=dict(type='Pretrained',
-                                                      checkpoint=str(tmp_path / 'out.pth')))
+                                                     checkpoint=str(tmp_path / 'out.pth')))
     model.init_weights()
     ref.eval(), model.eval()
     x = torch.randn(1, 3, 64, 64)

@@ -4,16 +4,14 @@ Runner with mmdet's ``PyramidVisionTransformerV2``; tools/retrofit.py makes that
 dynamic (the backbone translated to vtpack_mm.PVTv2 + DGE) and tools/test.py evaluates
 the result, both unchanged."""
 import os
-import subprocess
-import sys
 
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+from run_tool import run_tool as tool
 
 from vtpack_mm.compat import allow_runner_checkpoints
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # a user's config: mmdet's RetinaNet PVTv2-b0 with the data, classes and image size swapped
 # (no network here, so no ImageNet pretrain); a short iteration-based schedule, after which
@@ -48,13 +46,6 @@ train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=2, val_inte
 param_scheduler = []
 default_hooks = dict(checkpoint=dict(by_epoch=False, interval=2))
 """
-
-
-def tool(*args):
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
 
 
 def test_native_pvtv2_retinanet_through_retrofit_and_test(shapes, tmp_path):

@@ -130,9 +130,8 @@ def test_the_pages_name_tools():
 
 def test_every_tool_is_documented():
     """A tool dropped from every page (or a page lost) leaves a tool nobody is told of."""
-    tools = [os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 'tools', '**', '*'),
-                                                        recursive=True)
-             if p.endswith(('.py', '.sh'))]
+    found = glob.glob(os.path.join(ROOT, 'tools', '**', '*'), recursive=True)
+    tools = [os.path.relpath(p, ROOT) for p in found if p.endswith(('.py', '.sh'))]
     missing = [t for t in tools if t not in ALL_TEXT]
     assert not missing, f'no page names {missing}'
 

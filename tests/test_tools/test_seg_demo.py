@@ -3,12 +3,11 @@ native backbone trains in mmseg's Runner; tools/retrofit.py makes its checkpoint
 (the backbone translated to vtpack_mm.MiT + DGE) and tools/test.py evaluates the result,
 both unchanged; the fine-tune config loads the retrofit."""
 import os
-import subprocess
-import sys
 
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
+from run_tool import run_tool as tool
 
 from vtpack_mm.compat import allow_runner_checkpoints
 
@@ -29,13 +28,6 @@ def small(cfg, root, work_dir, iters):
     cfg.default_hooks.checkpoint.interval = iters
     cfg.work_dir = str(work_dir)
     return cfg
-
-
-def tool(*args):
-    res = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
 
 
 def test_native_segformer_through_retrofit_test_and_fine_tune(shapes, tmp_path):
