@@ -105,10 +105,12 @@ def test_router_margins_are_the_smallest_top_two_gap():
     model = routed('PVT')
     x = torch.randn(1, 3, 64, 96)
     gaps = []
-    hooks = [m.router.register_forward_hook(
-        lambda mod, i, o: gaps.append((o.topk(2, -1).values[..., 0] -
-                                       o.topk(2, -1).values[..., 1]).min().item()))
-        for m in dge_encoders(model)]
+
+    def top_two_gap(mod, i, o):
+        top = o.topk(2, -1).values
+        gaps.append((top[..., 0] - top[..., 1]).min().item())
+
+    hooks = [m.router.register_forward_hook(top_two_gap) for m in dge_encoders(model)]
     with torch.no_grad(), router_margins(model) as margins:
         model(x)
         for m in dge_encoders(model):  # equal logits everywhere: a tie in every region

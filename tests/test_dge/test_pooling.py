@@ -1,7 +1,6 @@
 """Grained pooling / un-pooling against a set-based oracle, on random shapes."""
 import itertools
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -163,8 +163,8 @@ def test_prefixed_detector_checkpoint(tmp_path):
     state['neck.conv.weight'] = torch.zeros(1)
     torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'det.pth')
     model = vtpack_mm.PVT(arch='tiny', init_cfg=dict(type='Pretrained',
-                                                      checkpoint=str(tmp_path / 'det.pth'),
-                                                      prefix='backbone.'))
+                                                     checkpoint=str(tmp_path / 'det.pth'),
+                                                     prefix='backbone.'))
     model.init_weights()
     for k, v in src.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)

@@ -8,7 +8,6 @@ the slices. Only facts are taken from the release (key names, shapes, order of o
 """
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 

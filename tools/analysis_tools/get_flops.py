@@ -76,8 +76,8 @@ def main(argv=None):
             for inputs, data_samples in (track_iter_progress(samples) if len(samples) > 1
                                          else samples)]
     n = len(rows)
-    mean = {k: sum(r[k] for r in rows) / n for k in ('static', 'dynamic', 'backbone_static',
-                                                      'backbone_dynamic', 'beta')}
+    keys = ('static', 'dynamic', 'backbone_static', 'backbone_dynamic', 'beta')
+    mean = {k: sum(r[k] for r in rows) / n for k in keys}
     layers = {k: sum(r['layers'][k] for r in rows) / n for k in rows[0]['layers']}
     x0, samples0 = samples[0]
     framework = framework_flops(model, backbone, x0, samples0)
