@@ -91,7 +91,8 @@ def test_bootstrap_interval(coco_files):
     assert a['half_width'] == pytest.approx((a['high'] - a['low']) / 2)
     narrower = bootstrap_map(gt_file, res_file, resamples=200, seed=1, level=0.5)
     assert narrower['half_width'] < a['half_width']
-    assert interval_text(a) == f"{a['map']:.3f} ± {a['half_width']:.3f}"
+    assert interval_text(a['map'], a) == f"{a['map']:.3f} ± {a['half_width']:.3f}"
+    assert interval_text(a['map']) == f"{a['map']:.3f}"
 
 
 def test_no_detection_at_all_scores_zero(coco_files):

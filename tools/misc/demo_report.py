@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from mmengine.config import Config
 
+from vtpack_mm.analysis.coco_bootstrap import interval_text
 from vtpack_mm.analysis.evaluation import evaluate, spread, wall_seconds
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
@@ -205,8 +206,7 @@ def main():
 def map_cell(values, intervals):
     """'0.300 ± 0.041' per value (the ± only where an interval was measured), joined by
     ' / ', with their mean when there are several."""
-    cells = [f'{v:.3f}' + (f" ± {iv['half_width']:.3f}" if iv else '')
-             for v, iv in zip(values, intervals)]
+    cells = [interval_text(v, iv) for v, iv in zip(values, intervals)]
     if not cells:
         return 'n/a'
     return ' / '.join(cells) + (f' (mean {np.mean(values):.3f})' if len(cells) > 1 else '')

@@ -8,6 +8,8 @@ image does not depend on the other images, so it is done once; :class:`PooledMat
 the pooling for any multiset of images (an image drawn twice counts twice), which is what a
 resample needs and what ``accumulate`` cannot take (its image list is a set).
 """
+import json
+import os.path as osp
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -115,9 +117,8 @@ def bootstrap_map(gt_file: str, results_file: str, iou_type: str = 'bbox',
                   seed: int = 0) -> Dict[str, float]:
     """The mAP of ``results_file`` and its bootstrap percentile interval over the
     validation images: ``resamples`` draws of as many images as there are, with
-    replacement, each scored by :func:`pooled_map`. Returns map, low, high, half_width
+    replacement, each scored as COCO scores a set (:class:`PooledMatches`). Returns map, low, high, half_width
     (half the interval's width), images and resamples."""
-    import json
     with open(results_file) as f:
         if not json.load(f):  # no detection at all (pycocotools cannot load an empty list)
             with open(gt_file) as g:
@@ -138,15 +139,14 @@ def bootstrap_map(gt_file: str, results_file: str, iou_type: str = 'bbox',
 
 def result_files(prefix: str, kinds: Sequence[str] = ('bbox', 'segm')) -> Dict[str, str]:
     """The results json files mmdet's CocoMetric wrote with ``outfile_prefix=prefix``."""
-    import os.path as osp
     return {k: f'{prefix}.{k}.json' for k in kinds if osp.isfile(f'{prefix}.{k}.json')}
 
 
-def interval_text(stats: Optional[dict], fmt: str = '{:.3f}') -> str:
-    """'0.300 ± 0.041' (the mAP and the half width of its interval), or 'n/a'."""
-    if not stats:
-        return 'n/a'
-    return f"{fmt.format(stats['map'])} ± {fmt.format(stats['half_width'])}"
+def interval_text(value: float, interval: Optional[dict] = None, fmt: str = '{:.3f}') -> str:
+    """'0.300 ± 0.041': a metric and the half width of its interval (from
+    :func:`bootstrap_map`); the metric alone when no interval was measured."""
+    text = fmt.format(value)
+    return text + f" ± {fmt.format(interval['half_width'])}" if interval else text
 
 
 __all__: List[str] = ['per_image_matches', 'PooledMatches', 'pooled_map', 'bootstrap_map', 'result_files',
