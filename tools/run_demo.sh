@@ -9,7 +9,10 @@
 # then evaluates all of them, sweeps the budget knob, publishes the checkpoints and writes
 # WORK/report (summary.md, summary.json, knob.png, gates.png, beta_curve.png, metafile.yml).
 #
-#   SEEDS   seeds to run (default "0 1": ~16 min each on 2 cores; SEEDS=0 for one)
+#   SEEDS     seeds to run (default "0", ~23 min on 2 cores; "0 1 2" for the seed spread:
+#             the report then gives each mAP's mean and standard deviation over seeds)
+#   BUDGETS   other budgets gamma for the retrofit and its fine-tune, first seed only
+#             (default none; "0.25 0.75": ~5 min each): the report's gamma-against-beta table
 #   WORK_DIR  output folder (default work_dirs/demo)
 # Every step is kept once finished and resumed when interrupted: run it again to go on.
 set -euo pipefail
@@ -22,33 +25,16 @@ VANILLA=$DEMO/mask-rcnn_pvt-t_fpn_600i_shapes-128.py
 DGE=$DEMO/mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py
 FT=$DEMO/mask-rcnn_pvt-t-dge-b0.5_fpn_ft-200i_shapes-128.py
 WORK="${WORK_DIR:-work_dirs/demo}"
-SEEDS="${SEEDS:-0 1}"
+SEEDS="${SEEDS:-0}"
+BUDGETS="${BUDGETS:-}"
 
 echo "[demo] generating the shapes data in data/shapes"
 # 400 validation scenes: the 95 % bootstrap interval of the vanilla detector's bbox mAP
 # is about ±0.02 there (±0.06 with 40; docs/get_started.md)
 $PY tools/misc/make_shapes_dataset.py data/shapes --num-val 400
 
-# run_step NAME DIR ITERS COMMAND...: skip when DIR/iter_ITERS.pth exists, resume when DIR
-# holds a checkpoint, else start; the wall time of each attempt is added to DIR/wall_seconds
-run_step() {
-  local name=$1 dir=$2 iters=$3
-  shift 3
-  if [ -f "$dir/iter_$iters.pth" ]; then
-    echo "[demo] $name: finished earlier ($dir/iter_$iters.pth)"
-    return
-  fi
-  local resume=()
-  if [ -f "$dir/last_checkpoint" ]; then
-    echo "[demo] $name: resuming from $(cat "$dir/last_checkpoint")"
-    resume=(--resume)
-  else
-    echo "[demo] $name: $iters iterations (a log line every 10)"
-  fi
-  local start=$SECONDS
-  "$@" --work-dir "$dir" "${resume[@]}"
-  echo $((SECONDS - start)) >> "$dir/wall_seconds"
-}
+TAG="[demo]"
+source tools/misc/run_step.sh
 
 for seed in $SEEDS; do
   W="$WORK/seed$seed"
@@ -63,6 +49,17 @@ for seed in $SEEDS; do
   run_step "seed $seed, 4/4 retrofit + fine-tune" "$W/retrofit_ft" 200 \
     $PY tools/train.py $FT --cfg-options "randomness.seed=$seed" \
     "load_from=$W/retrofit/iter_200.pth"
+done
+
+FIRST="$WORK/seed${SEEDS%% *}"
+for budget in $BUDGETS; do
+  S=(--cfg-options "randomness.seed=${SEEDS%% *}")
+  run_step "budget $budget, retrofit (routers only)" "$FIRST/retrofit_b$budget" 200 \
+    $PY tools/retrofit.py $VANILLA "$FIRST/vanilla/iter_600.pth" --budget "$budget" \
+    --scope routers --iters 200 "${S[@]}"
+  run_step "budget $budget, retrofit + fine-tune" "$FIRST/retrofit_ft_b$budget" 200 \
+    $PY tools/train.py $FT "${S[@]}" "custom_hooks.0.budget=$budget" \
+    "load_from=$FIRST/retrofit_b$budget/iter_200.pth"
 done
 
 echo "[demo] evaluating, sweeping the budget knob, publishing, writing the report"

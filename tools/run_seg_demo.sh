@@ -10,7 +10,7 @@
 #
 #   SEEDS     seeds to run (default "0 1": ~6 min each on 2 cores; SEEDS=0 for one)
 #   WORK_DIR  output folder (default work_dirs/seg_demo)
-# Finished steps are kept: run it again to go on after an interruption.
+# Finished steps are kept and interrupted ones resumed: run it again to go on.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$ROOT/tools/setup_env.sh"
@@ -26,21 +26,8 @@ echo "[seg-demo] generating the shapes data in data/shapes"
 # is about ±0.02 there (±0.06 with 40; docs/get_started.md)
 $PY tools/misc/make_shapes_dataset.py data/shapes --num-val 400
 
-# run_step NAME DIR ITERS COMMAND...: skip when DIR/iter_ITERS.pth exists, else run (from
-# the start: each step takes a minute or three); its wall time goes to DIR/wall_seconds
-run_step() {
-  local name=$1 dir=$2 iters=$3
-  shift 3
-  if [ -f "$dir/iter_$iters.pth" ]; then
-    echo "[seg-demo] $name: finished earlier ($dir/iter_$iters.pth)"
-    return
-  fi
-  echo "[seg-demo] $name: $iters iterations"
-  rm -f "$dir/wall_seconds"
-  local start=$SECONDS
-  "$@" --work-dir "$dir"
-  echo $((SECONDS - start)) >> "$dir/wall_seconds"
-}
+TAG="[seg-demo]"
+source tools/misc/run_step.sh
 
 for seed in $SEEDS; do
   W="$WORK/seed$seed"

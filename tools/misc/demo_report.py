@@ -9,7 +9,10 @@ publishes the checkpoint (tools/model_converters/publish_model.py), evaluates th
 file (COCO bbox/segm mAP on the validation set, each with the 95 % bootstrap interval over
 the validation images), records beta and the backbone MACs of every validation image at
 inference and the test wall time, and sweeps the budget knob (``dge_cfg.logit_shift``) of
-the first seed's fine-tuned retrofit. Everything goes to OUT: summary.md, summary.json,
+the first seed's fine-tuned retrofit. With several seeds, summary.md also gives each
+model's mean ± standard deviation over seeds beside the evaluation's interval; with the
+first seed's retrofit_b<gamma> / retrofit_ft_b<gamma> folders (run_demo.sh BUDGETS), the
+budget asked against beta at inference. Everything goes to OUT: summary.md, summary.json,
 knob.png, gates.png, beta_curve.png, metafile.yml.
 """
 import argparse
@@ -23,7 +26,7 @@ import numpy as np
 from mmengine.config import Config
 
 from vtpack_mm.analysis.coco_bootstrap import interval_text
-from vtpack_mm.analysis.evaluation import evaluate, spread, wall_seconds
+from vtpack_mm.analysis.evaluation import evaluate, mean_sd, spread, wall_seconds
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
 from vtpack_mm.dge import dge_encoders, routing_maps
@@ -182,6 +185,18 @@ def main():
                                             intervals=r['intervals']))
                 run['knob'].sort(key=lambda p: p['shift'])
             runs[name] = run
+    budgets = {}  # the BUDGETS runs of the first seed: {gamma: {name: run}}
+    for budget, dirs in sorted(budget_runs(args.work, seeds[0]).items()):
+        for name, run_dir in dirs.items():
+            tag = f'{name}_b{budget:g}'
+            pub = publish(osp.join(run_dir, 'iter_200.pth'),
+                          osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{tag}_seed{seeds[0]}.pth'))
+            print(f'[report] seed {seeds[0]} {tag}: published {pub}; evaluating')
+            run = evaluate(DGE, pub, osp.join(args.out_dir, 'eval', f'seed{seeds[0]}_{tag}'),
+                           bootstrap=args.bootstrap)
+            run['train_seconds'] = wall_seconds(run_dir)
+            run['checkpoint'] = pub
+            budgets.setdefault(budget, {})[name] = run
     print('[report] untrained DGE model (same config, fresh weights)')
     untrained = evaluate(DGE, None, osp.join(args.out_dir, 'eval', 'untrained'),
                          bootstrap=args.bootstrap)
@@ -197,19 +212,86 @@ def main():
     with open(osp.join(args.out_dir, 'metafile.yml'), 'w') as f:
         f.write(metafile(results, published))
     summary = dict(seeds=seeds, runs={str(s): r for s, r in results.items()},
-                   untrained=untrained)
+                   budgets={f'{b:g}': r for b, r in budgets.items()}, untrained=untrained)
     with open(osp.join(args.out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    write_markdown(args, seeds, results, untrained, columns, gate_legend)
+    write_markdown(args, seeds, results, budgets, untrained, columns, gate_legend)
 
 
 def map_cell(values, intervals):
     """'0.300 ± 0.041' per value (the ± only where an interval was measured), joined by
-    ' / ', with their mean when there are several."""
+    ' / ', with their mean and standard deviation when there are several."""
     cells = [interval_text(v, iv) for v, iv in zip(values, intervals)]
     if not cells:
         return 'n/a'
-    return ' / '.join(cells) + (f' (mean {np.mean(values):.3f})' if len(cells) > 1 else '')
+    if len(cells) == 1:
+        return cells[0]
+    mean, sd = mean_sd(values)
+    return ' / '.join(cells) + f' (mean {mean:.3f}, s.d. {sd:.3f})'
+
+
+def seed_rows(results, seeds):
+    """Per model of ROWS trained on every seed: the mean ± s.d. over seeds of bbox and segm
+    mAP and of beta, beside the mean half width of the evaluation's intervals."""
+    lines = []
+    for name, _, _, label in ROWS:
+        runs = [results[s][name] for s in seeds if name in results[s]]
+        if len(runs) < 2 or len(runs) < len(seeds):
+            continue
+        cells = []
+        for kind in ('bbox', 'segm'):
+            mean, sd = mean_sd([r['metrics'][f'coco/{kind}_mAP'] for r in runs])
+            widths = [r.get('intervals', {}).get(kind, {}).get('half_width') for r in runs]
+            half = f'{np.mean(widths):.3f}' if None not in widths else 'n/a'
+            cells += [f'{mean:.3f} ± {sd:.3f}', half]
+        mean, sd = mean_sd([r['beta'] for r in runs])
+        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {mean:.3f} ± {sd:.3f} |')
+    if not lines:
+        return []
+    return [f'Over the {len(seeds)} seeds (mean ± sample standard deviation): the s.d. is the '
+            f'spread between trainings that differ only in the seed, measured on the same '
+            f'validation images; the interval column is the mean ± of the evaluation alone '
+            f'(one model, resampled images), for comparison.', '',
+            '| model | bbox mAP | bbox interval ± | segm mAP | segm interval ± | β |',
+            '| --- | --- | --- | --- | --- | --- |'] + lines + ['']
+
+
+def budget_runs(work, seed):
+    """The retrofit and fine-tune folders run_demo.sh's BUDGETS made for ``seed``:
+    {budget: {'retrofit': dir, 'retrofit_ft': dir}} (finished runs only)."""
+    found = {}
+    for name in ('retrofit', 'retrofit_ft'):
+        for d in glob.glob(osp.join(work, f'seed{seed}', f'{name}_b*')):
+            budget = float(osp.basename(d)[len(name) + 2:])
+            if osp.isfile(osp.join(d, 'iter_200.pth')):
+                found.setdefault(budget, {})[name] = d
+    return found
+
+
+def budget_table(results, budgets, seed):
+    """gamma against the inference beta on the validation images, with mAP, for the
+    retrofit and its fine-tune: the main runs at 0.5, the BUDGETS runs at the others."""
+    if not budgets:
+        return []
+    rows = dict(budgets)
+    rows.setdefault(0.5, {n: results[seed][n] for n in ('retrofit', 'retrofit_ft')
+                          if n in results[seed]})
+    lines = [f'The budget asked (γ) against β at inference on the {results[seed]["vanilla"]["images"]} '
+             f'held-out validation images, seed {seed} (run_demo.sh BUDGETS; the routers are '
+             f'calibrated on training images when training ends):', '',
+             '| γ | retrofit β | retrofit β − γ | retrofit bbox mAP | fine-tune β | '
+             'fine-tune β − γ | fine-tune bbox mAP |', '| --- | --- | --- | --- | --- | --- | --- |']
+    for gamma in sorted(rows):
+        cells = []
+        for name in ('retrofit', 'retrofit_ft'):
+            r = rows[gamma].get(name)
+            if r is None:
+                cells += ['n/a'] * 3
+                continue
+            cells += [f"{r['beta']:.3f}", f"{r['beta'] - gamma:+.3f}",
+                      interval_text(r['metrics']['coco/bbox_mAP'], r.get('intervals', {}).get('bbox'))]
+        lines.append(f'| {gamma:g} | ' + ' | '.join(cells) + ' |')
+    return lines + ['']
 
 
 def interval_note(resamples, images):
@@ -222,13 +304,13 @@ def interval_note(resamples, images):
             f'not include.']
 
 
-def write_markdown(args, seeds, results, untrained, columns, gate_legend):
+def write_markdown(args, seeds, results, budgets, untrained, columns, gate_legend):
     def col(name, get, fmt='{:.3f}'):
         return spread([get(results[s][name]) if name in results[s] else None for s in seeds],
                       fmt)
 
     def map_col(name, kind):
-        """Each seed's mAP with the half width of its bootstrap interval, and the mean."""
+        """Each seed's mAP with the half width of its bootstrap interval, and mean, s.d."""
         runs = [results[s][name] for s in seeds if name in results[s]]
         return map_cell([r['metrics'][f'coco/{kind}_mAP'] for r in runs],
                         [r.get('intervals', {}).get(kind) for r in runs])
@@ -237,7 +319,7 @@ def write_markdown(args, seeds, results, untrained, columns, gate_legend):
     lines = ['# DGE demo report: accuracy against complexity', '',
              f'Mask R-CNN PVT-T on the shapes data ({images} validation images, 128 px), CPU. '
              f'Seeds: {", ".join(map(str, seeds))}; each cell lists one value per seed '
-             f'and their mean.', '']
+             f'and, with several, their mean and standard deviation.', '']
     lines += interval_note(args.bootstrap, images) + [
         '', '| model | bbox mAP | segm mAP | β | backbone GMACs | train wall time (s) | '
         'test ms/image |', '| --- | --- | --- | --- | --- | --- | --- |']
@@ -253,6 +335,7 @@ def write_markdown(args, seeds, results, untrained, columns, gate_legend):
     lines += [f"| untrained DGE (fresh weights) | {map_cell([m['coco/bbox_mAP']], [u.get('bbox')])} | "
               f"{map_cell([m['coco/segm_mAP']], [u.get('segm')])} | {untrained['beta']:.3f} | "
               f"{untrained['dynamic_gmacs']:.4f} | 0 | {untrained['test_ms_per_image']:.0f} |", '']
+    lines += seed_rows(results, seeds) + budget_table(results, budgets, seeds[0])
     for seed in seeds:
         sweep = results[seed].get(KNOB_ROW, {}).get('knob')
         if not sweep:

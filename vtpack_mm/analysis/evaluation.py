@@ -2,7 +2,7 @@
 complexity ratio and the backbone MACs of every test image (tools/misc/*demo_report.py)."""
 import os.path as osp
 import time
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -75,12 +75,21 @@ def wall_seconds(run_dir: str) -> Optional[int]:
         return sum(int(line) for line in f if line.strip())
 
 
+def mean_sd(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (n - 1) of two or more values."""
+    if len(values) < 2:
+        raise ValueError(f'a standard deviation needs two or more values, got {len(values)}')
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
 def spread(values: Sequence[Optional[float]], fmt: str = '{:.3f}') -> str:
-    """'a / b (mean m)' of the values given (None skipped); one value as it is."""
+    """'a / b (mean m, s.d. s)' of the values given (None skipped; s.d. over n - 1); one
+    value as it is."""
     values = [v for v in values if v is not None]
     if not values:
         return 'n/a'
     if len(values) == 1:
         return fmt.format(values[0])
-    return (' / '.join(fmt.format(v) for v in values) +
-            f' (mean {fmt.format(float(np.mean(values)))})')
+    mean, sd = mean_sd(values)
+    return ' / '.join(fmt.format(v) for v in values) + \
+        f' (mean {fmt.format(mean)}, s.d. {fmt.format(sd)})'

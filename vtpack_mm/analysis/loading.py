@@ -42,6 +42,24 @@ def load_config(config) -> Config:
     return Config.fromfile(config)
 
 
+def with_data_root(config, root: str) -> Config:
+    """A copy of the config whose train/val/test datasets and COCO evaluators read from
+    ``root`` (a folder laid out as the config's ``data_root``)."""
+    cfg = Config(load_config(config).to_dict())
+    root = root.rstrip('/') + '/'
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        if cfg.get(loader):
+            cfg[loader].dataset.data_root = root
+    for key in ('val_evaluator', 'test_evaluator'):
+        ev = cfg.get(key)
+        if isinstance(ev, dict) and ev.get('ann_file'):
+            ann = ev.ann_file
+            old = cfg.get('data_root')
+            ev.ann_file = root + ann[len(old):] if old and ann.startswith(old) else ann
+    cfg.data_root = root
+    return cfg
+
+
 def build_model(config, checkpoint: Optional[str] = None, device: str = 'cpu',
                 cfg_options: Optional[dict] = None):
     """The config's whole model (detector, segmentor or classifier) in eval mode.
@@ -155,6 +173,6 @@ def shaped_inputs(model, shape: Sequence[int],
     return [F.pad(x, (0, pw - x.shape[-1], 0, ph - x.shape[-2])) for x in photos] + [noise]
 
 
-__all__ = ['build_model', 'backbone_of', 'image_paths', 'load_images', 'load_config',
+__all__ = ['build_model', 'with_data_root', 'backbone_of', 'image_paths', 'load_images', 'load_config',
            'IMAGENET_NORM', 'SAMPLE_PHOTOS', 'sample_photos', 'shaped_inputs',
            'write_sample_photos']
