@@ -27,8 +27,8 @@ WORK="${WORK_DIR:-work_dirs/pareto}"
 MAIN="${DEMO_DIR:-work_dirs/demo}"
 S=(--cfg-options "randomness.seed=0")
 
-echo "[pareto] generating the shapes data in data/shapes"
-$PY tools/misc/make_shapes_dataset.py data/shapes --num-val 400
+echo "[pareto] generating the shapes data in data/shapes (as tools/run_demo.sh does)"
+$PY tools/misc/make_shapes_dataset.py data/shapes --num-val 600
 
 TAG="[pareto]"
 source tools/misc/run_step.sh
