@@ -1,4 +1,6 @@
-"""Running one of the repo's tools as a user does: a fresh interpreter, from the repo root."""
+"""Running one of the repo's tools as a user does (a fresh interpreter, from the repo root),
+or loading one as a module to call its functions."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -13,3 +15,13 @@ def run_tool(*args, timeout=600):
                          timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
+
+
+def load_tool(path: str):
+    """The tool at ``path`` (relative to the repo root, e.g. 'tools/misc/demo_report.py')
+    loaded as a module, without running its main()."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,21 +1,17 @@
 """The detection demo's report: every mAP with the half width of its bootstrap interval."""
-import importlib.util
 import os
 
 from mmengine.config import Config
 
 from vtpack_mm.analysis.evaluation import evaluate, spread
+from run_tool import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DGE = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
 
 
 def report_module():
-    spec = importlib.util.spec_from_file_location(
-        'demo_report', os.path.join(ROOT, 'tools', 'misc', 'demo_report.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/misc/demo_report.py')
 
 
 def test_evaluate_gives_an_interval_for_each_coco_map(shapes, tmp_path):

@@ -1,6 +1,5 @@
 """tools/analysis_tools/pareto.py: PVT-T, PVT-S and PVT-S + DGE at knob points, evaluated
 with intervals and timed in one run, on the small shapes data (untrained weights)."""
-import importlib.util
 import json
 import os
 
@@ -8,16 +7,13 @@ import torch
 
 from vtpack_mm.analysis import build_model
 from vtpack_mm.analysis.loading import with_data_root
+from run_tool import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pareto_module():
-    spec = importlib.util.spec_from_file_location(
-        'pareto', os.path.join(ROOT, 'tools', 'analysis_tools', 'pareto.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools/analysis_tools/pareto.py')
 
 
 def test_with_data_root_moves_datasets_and_evaluators():
