@@ -55,10 +55,15 @@ def test_seed_rows_give_mean_and_sample_sd_beside_the_evaluation_interval():
     rows = [line for line in lines if line.startswith('| vanilla')]
     # bbox 0.2/0.3/0.4: mean 0.3, s.d. 0.1 (n - 1); mean half width 0.02
     assert rows == ['| vanilla, trained | 0.300 ± 0.100 | 0.020 | 0.300 ± 0.000 | 0.020 | '
-                    '1.000 ± 0.000 |']
+                    '1.000 ± 0.000 | – |']
     # the retrofit was trained on one seed of three: no row for it
     assert not [line for line in lines if 'retrofit' in line]
     assert m.seed_rows({0: results[0]}, [0]) == []
+    # against the vanilla model of the same seed: +0.05, -0.05, +0.06 -> mean 0.020
+    for seed, bbox in ((0, 0.25), (1, 0.25), (2, 0.46)):
+        results[seed]['retrofit'] = fake_run(bbox, 0.2, 0.5)
+    row = [line for line in m.seed_rows(results, [0, 1, 2]) if line.startswith('| vanilla →')]
+    assert row[0].endswith('| +0.050 / -0.050 / +0.060 (+0.020 ± 0.061) |')
 
 
 def test_budget_table_lists_gamma_against_inference_beta(tmp_path):

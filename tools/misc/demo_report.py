@@ -232,7 +232,8 @@ def map_cell(values, intervals):
 
 def seed_rows(results, seeds):
     """Per model of ROWS trained on every seed: the mean ± s.d. over seeds of bbox and segm
-    mAP and of beta, beside the mean half width of the evaluation's intervals."""
+    mAP and of beta, beside the mean half width of the evaluation's intervals, and the
+    bbox mAP difference to the vanilla model of the same seed (mean ± s.d.)."""
     lines = []
     for name, _, _, label in ROWS:
         runs = [results[s][name] for s in seeds if name in results[s]]
@@ -245,15 +246,26 @@ def seed_rows(results, seeds):
             half = f'{np.mean(widths):.3f}' if None not in widths else 'n/a'
             cells += [f'{mean:.3f} ± {sd:.3f}', half]
         mean, sd = mean_sd([r['beta'] for r in runs])
-        lines.append(f'| {label} | ' + ' | '.join(cells) + f' | {mean:.3f} ± {sd:.3f} |')
+        cells.append(f'{mean:.3f} ± {sd:.3f}')
+        base = [results[s].get('vanilla') for s in seeds]
+        if name == 'vanilla' or None in base:
+            cells.append('–')
+        else:
+            diffs = [r['metrics']['coco/bbox_mAP'] - b['metrics']['coco/bbox_mAP']
+                     for r, b in zip(runs, base)]
+            mean, sd = mean_sd(diffs)
+            cells.append(f"{' / '.join(f'{d:+.3f}' for d in diffs)} ({mean:+.3f} ± {sd:.3f})")
+        lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     if not lines:
         return []
     return [f'Over the {len(seeds)} seeds (mean ± sample standard deviation): the s.d. is the '
             f'spread between trainings that differ only in the seed, measured on the same '
             f'validation images; the interval column is the mean ± of the evaluation alone '
-            f'(one model, resampled images), for comparison.', '',
-            '| model | bbox mAP | bbox interval ± | segm mAP | segm interval ± | β |',
-            '| --- | --- | --- | --- | --- | --- |'] + lines + ['']
+            f'(one model, resampled images), for comparison. The last column compares each '
+            f'model with the vanilla model of its own seed (per seed, then mean ± s.d.).', '',
+            '| model | bbox mAP | bbox interval ± | segm mAP | segm interval ± | β | '
+            'bbox mAP − vanilla, same seed |',
+            '| --- | --- | --- | --- | --- | --- | --- |'] + lines + ['']
 
 
 def budget_runs(work, seed):
