@@ -24,7 +24,7 @@ import platform
 import torch
 import torch.nn.functional as F
 
-from vtpack_mm.analysis import backbone_of, build_model, image_paths, measure_beta
+from vtpack_mm.analysis import backbone_of, build_model, image_paths
 from vtpack_mm.analysis.coco_bootstrap import interval_text
 from vtpack_mm.analysis.evaluation import evaluate
 from vtpack_mm.analysis.flops import test_inputs
@@ -79,15 +79,19 @@ def backbone_inputs(model, paths, shape):
             for x in load_images(paths, model.cfg, shape)]
 
 
-def routed_gmacs(backbone, images):
-    """Mean backbone MACs (G) per image at the backbone's current routing."""
-    total = 0.0
+def routed_cost(backbone, images):
+    """(beta, GMACs) of the backbone per image at its current routing, means over the
+    images, from one pass."""
+    betas, gmacs = [], []
+    backbone.eval()
     with torch.inference_mode():
         for x in images:
             backbone(x)
-            total += float(torch.as_tensor(last_complexity(backbone).total_dynamic(),
-                                           dtype=torch.float64).mean()) / 1e9
-    return total / len(images)
+            meter = last_complexity(backbone)
+            betas.append(float(torch.as_tensor(meter.ratio()).float().mean()))
+            gmacs.append(float(torch.as_tensor(meter.total_dynamic(),
+                                               dtype=torch.float64).mean()) / 1e9)
+    return sum(betas) / len(betas), sum(gmacs) / len(gmacs)
 
 
 def main(argv=None):
@@ -114,14 +118,14 @@ def main(argv=None):
     samples = {n: test_inputs(m, paths) for n, m in models.items()}
     big = backbone_inputs(models['tiny'], paths[:args.backbone_images], args.backbone_shape)
 
-    def detector(key, name, shift):
+    def detector(name, shift):
         def run():
             set_logit_shift(models[name], shift)
             for x, s in samples[name]:
                 models[name](x, s, mode='predict')
         return run
 
-    def backbone(key, name, shift):
+    def backbone(name, shift):
         bone = backbone_of(models[name])
 
         def run():
@@ -133,13 +137,12 @@ def main(argv=None):
     for key, name, shift in points(args):
         bone = backbone_of(models[name])
         set_logit_shift(bone, shift)
-        results[key]['beta_big'] = measure_beta(bone, big)
-        results[key]['gmacs_big'] = routed_gmacs(bone, big)
+        results[key]['beta_big'], results[key]['gmacs_big'] = routed_cost(bone, big)
     print(f'[pareto] timing {len(results)} detectors on {len(paths)} images, then their '
           f'backbones at {"x".join(map(str, big[0].shape[-2:]))}', flush=True)
     times = {}
     for scope, make in (('detector', detector), ('backbone', backbone)):
-        t = time_variants({key: make(key, name, shift) for key, name, shift in points(args)},
+        t = time_variants({key: make(name, shift) for key, name, shift in points(args)},
                           args.warmup, args.repeats, progress=True)
         n = len(paths) if scope == 'detector' else len(big)
         for key, ts in t.items():

@@ -165,14 +165,8 @@ def main():
             if not osp.isfile(ckpt):
                 print(f'[report] seed {seed} {name}: not trained ({ckpt} missing), skipped')
                 continue
-            pub = publish(
-                ckpt, osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{name}_seed{seed}.pth'))
-            published[(seed, name)] = pub
-            print(f'[report] seed {seed} {name}: published {pub}; evaluating')
-            run = evaluate(config, pub, osp.join(args.out_dir, 'eval', f'seed{seed}_{name}'),
-                           bootstrap=args.bootstrap)
-            run['train_seconds'] = wall_seconds(run_dir)
-            run['checkpoint'] = pub
+            run = publish_and_evaluate(args, config, run_dir, ckpt, f'{name}_seed{seed}')
+            published[(seed, name)] = pub = run['checkpoint']
             if name == KNOB_ROW and seed == seeds[0]:  # the knob swept on the first seed
                 run['knob'] = [dict(shift=0.0, beta=run['beta'], metrics=run['metrics'],
                                     intervals=run['intervals'])]
@@ -188,14 +182,8 @@ def main():
     budgets = {}  # the BUDGETS runs of the first seed: {gamma: {name: run}}
     for budget, dirs in sorted(budget_runs(args.work, seeds[0]).items()):
         for name, run_dir in dirs.items():
-            tag = f'{name}_b{budget:g}'
-            pub = publish(osp.join(run_dir, 'iter_200.pth'),
-                          osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{tag}_seed{seeds[0]}.pth'))
-            print(f'[report] seed {seeds[0]} {tag}: published {pub}; evaluating')
-            run = evaluate(DGE, pub, osp.join(args.out_dir, 'eval', f'seed{seeds[0]}_{tag}'),
-                           bootstrap=args.bootstrap)
-            run['train_seconds'] = wall_seconds(run_dir)
-            run['checkpoint'] = pub
+            run = publish_and_evaluate(args, DGE, run_dir, osp.join(run_dir, 'iter_200.pth'),
+                                       f'{name}_b{budget:g}_seed{seeds[0]}')
             budgets.setdefault(budget, {})[name] = run
     print('[report] untrained DGE model (same config, fresh weights)')
     untrained = evaluate(DGE, None, osp.join(args.out_dir, 'eval', 'untrained'),
@@ -216,6 +204,17 @@ def main():
     with open(osp.join(args.out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     write_markdown(args, seeds, results, budgets, untrained, columns, gate_legend)
+
+
+def publish_and_evaluate(args, config, run_dir, ckpt, tag):
+    """Publish a run's checkpoint as mask-rcnn_pvt-t_TAG and evaluate the published file,
+    with the run's training wall time and the published path added to the result."""
+    pub = publish(ckpt, osp.join(args.work, 'published', f'mask-rcnn_pvt-t_{tag}.pth'))
+    print(f'[report] {tag}: published {pub}; evaluating')
+    run = evaluate(config, pub, osp.join(args.out_dir, 'eval', tag), bootstrap=args.bootstrap)
+    run['train_seconds'] = wall_seconds(run_dir)
+    run['checkpoint'] = pub
+    return run
 
 
 def map_cell(values, intervals):
