@@ -31,7 +31,7 @@ def attend_padded(q: Tensor, queries: QueryLayout, k: Tensor, v: Tensor,
     qp = queries.to_padded(q)
     L = qp.shape[1]
     out = F.scaled_dot_product_attention(qp.view(B, L, h, d).transpose(1, 2), k, v,
-                                         dropout_p=dropout_p)
+                                         dropout_p=dropout_p, scale=d**-0.5)
     return queries.from_padded(out.transpose(1, 2).reshape(B, L, h * d))
 
 
@@ -44,7 +44,8 @@ def attend_per_image(q: Tensor, queries: QueryLayout, k: Tensor, v: Tensor,
     outs, start = [], 0
     for i, L in enumerate(queries.lengths):
         qi = q[start:start + L].view(1, L, h, d).transpose(1, 2)
-        oi = F.scaled_dot_product_attention(qi, k[i:i + 1], v[i:i + 1], dropout_p=dropout_p)
+        oi = F.scaled_dot_product_attention(qi, k[i:i + 1], v[i:i + 1], dropout_p=dropout_p,
+                                            scale=d**-0.5)
         outs.append(oi.transpose(1, 2).reshape(L, h * d))
         start += L
     return torch.cat(outs)
