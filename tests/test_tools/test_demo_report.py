@@ -3,7 +3,7 @@ import os
 
 from mmengine.config import Config
 
-from vtpack_mm.analysis.evaluation import evaluate, spread
+from vtpack_mm.analysis.evaluation import evaluate, interval_spread, spread
 from run_tool import load_tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,10 +34,12 @@ def test_evaluate_gives_an_interval_for_each_coco_map(shapes, tmp_path):
 def test_map_cells():
     m = report_module()
     # two seeds: mean 0.25, sample s.d. sqrt(0.005) = 0.0707
-    assert m.map_cell([0.3, 0.2], [dict(half_width=0.041), None]) == \
+    assert interval_spread([0.3, 0.2], [dict(half_width=0.041), None]) == \
         '0.300 ± 0.041 / 0.200 (mean 0.250, s.d. 0.071)'
-    assert m.map_cell([0.3], [dict(half_width=0.02)]) == '0.300 ± 0.020'
-    assert m.map_cell([], []) == 'n/a'
+    assert interval_spread([0.3], [dict(half_width=0.02)]) == '0.300 ± 0.020'
+    assert interval_spread([], []) == 'n/a'
+    assert interval_spread([64.5, 60.5], [dict(half_width=1.25)] * 2, '{:.2f}') == \
+        '64.50 ± 1.25 / 60.50 ± 1.25 (mean 62.50, s.d. 2.83)'
     assert '1000 resamples of 40 images' in ' '.join(m.interval_note(1000, 40))
 
 

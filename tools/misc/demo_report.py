@@ -26,7 +26,8 @@ import numpy as np
 from mmengine.config import Config
 
 from vtpack_mm.analysis.coco_bootstrap import interval_text
-from vtpack_mm.analysis.evaluation import evaluate, mean_sd, spread, wall_seconds
+from vtpack_mm.analysis.evaluation import (difference_text, evaluate, interval_spread,
+                                           mean_sd_text, mean_width_text, spread, wall_seconds)
 from vtpack_mm.analysis.loading import backbone_of
 from vtpack_mm.compat import allow_runner_checkpoints
 from vtpack_mm.dge import dge_encoders, routing_maps
@@ -217,18 +218,6 @@ def publish_and_evaluate(args, config, run_dir, ckpt, tag):
     return run
 
 
-def map_cell(values, intervals):
-    """'0.300 ± 0.041' per value (the ± only where an interval was measured), joined by
-    ' / ', with their mean and standard deviation when there are several."""
-    cells = [interval_text(v, iv) for v, iv in zip(values, intervals)]
-    if not cells:
-        return 'n/a'
-    if len(cells) == 1:
-        return cells[0]
-    mean, sd = mean_sd(values)
-    return ' / '.join(cells) + f' (mean {mean:.3f}, s.d. {sd:.3f})'
-
-
 def seed_rows(results, seeds):
     """Per model of ROWS trained on every seed: the mean ± s.d. over seeds of bbox and segm
     mAP and of beta, beside the mean half width of the evaluation's intervals, and the
@@ -240,20 +229,15 @@ def seed_rows(results, seeds):
             continue
         cells = []
         for kind in ('bbox', 'segm'):
-            mean, sd = mean_sd([r['metrics'][f'coco/{kind}_mAP'] for r in runs])
-            widths = [r.get('intervals', {}).get(kind, {}).get('half_width') for r in runs]
-            half = f'{np.mean(widths):.3f}' if None not in widths else 'n/a'
-            cells += [f'{mean:.3f} ± {sd:.3f}', half]
-        mean, sd = mean_sd([r['beta'] for r in runs])
-        cells.append(f'{mean:.3f} ± {sd:.3f}')
+            cells += [mean_sd_text([r['metrics'][f'coco/{kind}_mAP'] for r in runs]),
+                      mean_width_text([r.get('intervals', {}).get(kind) for r in runs])]
+        cells.append(mean_sd_text([r['beta'] for r in runs]))
         base = [results[s].get('vanilla') for s in seeds]
         if name == 'vanilla' or None in base:
             cells.append('–')
         else:
-            diffs = [r['metrics']['coco/bbox_mAP'] - b['metrics']['coco/bbox_mAP']
-                     for r, b in zip(runs, base)]
-            mean, sd = mean_sd(diffs)
-            cells.append(f"{' / '.join(f'{d:+.3f}' for d in diffs)} ({mean:+.3f} ± {sd:.3f})")
+            cells.append(difference_text([r['metrics']['coco/bbox_mAP'] for r in runs],
+                                         [b['metrics']['coco/bbox_mAP'] for b in base]))
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     if not lines:
         return []
@@ -323,8 +307,8 @@ def write_markdown(args, seeds, results, budgets, untrained, columns, gate_legen
     def map_col(name, kind):
         """Each seed's mAP with the half width of its bootstrap interval, and mean, s.d."""
         runs = [results[s][name] for s in seeds if name in results[s]]
-        return map_cell([r['metrics'][f'coco/{kind}_mAP'] for r in runs],
-                        [r.get('intervals', {}).get(kind) for r in runs])
+        return interval_spread([r['metrics'][f'coco/{kind}_mAP'] for r in runs],
+                               [r.get('intervals', {}).get(kind) for r in runs])
 
     images = next(r['images'] for s in seeds for r in results[s].values())
     lines = ['# DGE demo report: accuracy against complexity', '',
@@ -343,8 +327,8 @@ def write_markdown(args, seeds, results, budgets, untrained, columns, gate_legen
             f"| {col(name, lambda r: r['test_ms_per_image'], '{:.0f}')} |")
     m = untrained['metrics']
     u = untrained.get('intervals', {})
-    lines += [f"| untrained DGE (fresh weights) | {map_cell([m['coco/bbox_mAP']], [u.get('bbox')])} | "
-              f"{map_cell([m['coco/segm_mAP']], [u.get('segm')])} | {untrained['beta']:.3f} | "
+    lines += [f"| untrained DGE (fresh weights) | {interval_spread([m['coco/bbox_mAP']], [u.get('bbox')])} | "
+              f"{interval_spread([m['coco/segm_mAP']], [u.get('segm')])} | {untrained['beta']:.3f} | "
               f"{untrained['dynamic_gmacs']:.4f} | 0 | {untrained['test_ms_per_image']:.0f} |", '']
     lines += seed_rows(results, seeds) + budget_table(results, budgets, seeds[0])
     for seed in seeds:
@@ -359,8 +343,8 @@ def write_markdown(args, seeds, results, budgets, untrained, columns, gate_legen
             g = p.get('dynamic_gmacs', results[seed][KNOB_ROW]['dynamic_gmacs'])
             iv = p.get('intervals', {})
             lines.append(f"| {p['shift']:+g} | {p['beta']:.3f} | {g:.4f} | "
-                         f"{map_cell([p['metrics']['coco/bbox_mAP']], [iv.get('bbox')])} | "
-                         f"{map_cell([p['metrics']['coco/segm_mAP']], [iv.get('segm')])} |")
+                         f"{interval_spread([p['metrics']['coco/bbox_mAP']], [iv.get('bbox')])} | "
+                         f"{interval_spread([p['metrics']['coco/segm_mAP']], [iv.get('segm')])} |")
         lines.append('')
     static = [r['static_gmacs'] for s in seeds for r in results[s].values()]
     lines += [

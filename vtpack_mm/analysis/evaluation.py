@@ -2,6 +2,7 @@
 complexity ratio and the backbone MACs of every test image (tools/misc/*demo_report.py)."""
 import os.path as osp
 import time
+from contextlib import nullcontext
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -10,7 +11,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from ..dge import last_complexity
-from .coco_bootstrap import bootstrap_map, result_files
+from .coco_bootstrap import bootstrap_map, interval_text, result_files
+from .iou_bootstrap import bootstrap_miou, kept_iou_areas
 from .loading import backbone_of
 
 
@@ -19,9 +21,11 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
     """The config's test metrics of ``checkpoint``, with beta and the backbone MACs of
     every test image at inference (budget knob ``shift``) and the test time per image.
 
-    With ``bootstrap`` > 0 and a COCO evaluator, also the 95 % bootstrap interval of each
-    COCO mAP over the test images (that many resamples;
-    :func:`~vtpack_mm.analysis.coco_bootstrap.bootstrap_map`), under ``intervals``.
+    With ``bootstrap`` > 0, also the 95 % bootstrap interval over the test images (that
+    many resamples), under ``intervals``: of each COCO mAP with a COCO evaluator
+    (:func:`~vtpack_mm.analysis.coco_bootstrap.bootstrap_map`, keys 'bbox', 'segm'), of
+    the mIoU with mmseg's ``IoUMetric``
+    (:func:`~vtpack_mm.analysis.iou_bootstrap.bootstrap_miou`, key 'mIoU').
 
     The backbone must be a vtpack_mm one (it keeps the cost record of each pass); a
     native backbone's config is translated first by the caller
@@ -34,6 +38,7 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
     if cfg.model.backbone.get('dge_cfg'):
         cfg.model.backbone.dge_cfg.logit_shift = float(shift)
     coco = bootstrap > 0 and 'Coco' in str(cfg.test_evaluator.get('type', ''))
+    iou = bootstrap > 0 and 'IoUMetric' in str(cfg.test_evaluator.get('type', ''))
     if coco:  # keep the results files: the bootstrap reads them
         cfg.test_evaluator.outfile_prefix = osp.join(work_dir, 'results')
     runner = Runner.from_cfg(cfg)
@@ -50,10 +55,13 @@ def evaluate(config: Union[str, Config], checkpoint: Optional[str], work_dir: st
 
     handle = backbone.register_forward_hook(record)
     start = time.perf_counter()
-    metrics = runner.test()
+    with kept_iou_areas() if iou else nullcontext() as areas:
+        metrics = runner.test()
     seconds = time.perf_counter() - start
     handle.remove()
     intervals = {}
+    if iou:
+        intervals['mIoU'] = bootstrap_miou(areas, resamples=bootstrap)
     if coco:
         for kind, path in result_files(cfg.test_evaluator.outfile_prefix).items():
             intervals[kind] = bootstrap_map(cfg.test_evaluator.ann_file, path, kind,
@@ -80,6 +88,41 @@ def mean_sd(values: Sequence[float]) -> Tuple[float, float]:
     if len(values) < 2:
         raise ValueError(f'a standard deviation needs two or more values, got {len(values)}')
     return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def interval_spread(values: Sequence[float], intervals: Sequence[Optional[dict]],
+                    fmt: str = '{:.3f}') -> str:
+    """'0.300 ± 0.041' per value (the ± only where an interval was measured), joined by
+    ' / ', with their mean and standard deviation when there are several."""
+    cells = [interval_text(v, iv, fmt) for v, iv in zip(values, intervals)]
+    if not cells:
+        return 'n/a'
+    if len(cells) == 1:
+        return cells[0]
+    mean, sd = mean_sd(values)
+    return ' / '.join(cells) + f' (mean {fmt.format(mean)}, s.d. {fmt.format(sd)})'
+
+
+def mean_sd_text(values: Sequence[float], fmt: str = '{:.3f}') -> str:
+    """'m ± s': mean and sample s.d. of two or more values (a model over seeds)."""
+    mean, sd = mean_sd(values)
+    return f'{fmt.format(mean)} ± {fmt.format(sd)}'
+
+
+def mean_width_text(intervals: Sequence[Optional[dict]], fmt: str = '{:.3f}') -> str:
+    """The mean half width of the evaluation intervals given, or 'n/a' if one is missing."""
+    widths = [iv.get('half_width') if iv else None for iv in intervals]
+    return fmt.format(float(np.mean(widths))) if widths and None not in widths else 'n/a'
+
+
+def difference_text(values: Sequence[float], base: Sequence[float],
+                    fmt: str = '{:+.3f}') -> str:
+    """'d1 / d2 / ... (m ± s)': each value minus its ``base`` (a model against the vanilla
+    model of its own seed), then their mean and sample s.d."""
+    diffs = [v - b for v, b in zip(values, base)]
+    mean, sd = mean_sd(diffs)
+    return (' / '.join(fmt.format(d) for d in diffs) +
+            f' ({fmt.format(mean)} ± {fmt.format(sd).lstrip("+")})')
 
 
 def spread(values: Sequence[Optional[float]], fmt: str = '{:.3f}') -> str:
