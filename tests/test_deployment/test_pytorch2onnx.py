@@ -27,8 +27,9 @@ def test_exported_model_matches_pytorch(config, part, tmp_path, capsys):
     betas = [float(line.split('beta ')[1].split(',')[0]) for line in out.splitlines()
              if ', largest |ONNX' in line]
     assert len(betas) == 5 and len(set(betas)) > 1  # the photos and noise route differently
-    blocks = int(out.split('data-dependent query counts for ')[1].split()[0])
-    assert f'{blocks} data-dependent query counts' in out and blocks > 0
+    # two per DGE block: its phi = 1 queries and its coarser ones
+    blocks = int(out.split('data-dependent query counts (NonZero) for ')[1].split()[0])
+    assert f'{2 * blocks} data-dependent query counts' in out and blocks > 0
 
 
 def test_two_stage_tensor_mode_is_refused_with_the_reason(tmp_path):

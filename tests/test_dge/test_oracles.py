@@ -8,7 +8,7 @@ import torch
 from vtpack_mm.dge import DynamicGrainedEncoder
 from vtpack_mm.dge.router import gumbel_decision, region_mean
 from vtpack_mm.models.layers import EncoderLayer
-from vtpack_mm.ops import patch_mean_table, patch_means
+from vtpack_mm.ops import coarse_mean_table, patch_means
 
 SIZES = [(33, 45), (100, 152), (4, 4)]
 
@@ -66,11 +66,11 @@ def test_region_means_read_from_the_patch_table_equal_their_own_pooling(hw, trac
     H, W = hw
     enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=4)
     geo = enc.geometry(hw, 'cpu')
-    assert geo.num_regions > 1 and geo.table_rows_of(4) is not None
+    assert geo.num_regions > 1 and geo.coarse_rows_of(4) is not None
     x = torch.randn(2, 1 + H * W, 6, dtype=torch.float64)
 
     def from_table(t):
-        return enc._region_feats(t, geo, 1, patch_mean_table(t, hw, 1, geo.pool_sides))
+        return enc._region_feats(t, geo, 1, coarse_mean_table(t, hw, 1, geo.coarse_sides))
 
     got = torch.jit.trace(from_table, (x, ), check_trace=False)(x) if traced else from_table(x)
     torch.testing.assert_close(got, region_mean(x[:, 1:], geo), rtol=1e-12, atol=1e-12)
@@ -80,9 +80,9 @@ def test_region_means_read_from_the_patch_table_equal_their_own_pooling(hw, trac
 def test_region_sides_the_table_lacks_pool_on_their_own(region_size):
     enc = DynamicGrainedEncoder(6, granularities=(1, 2, 4), region_size=region_size)
     geo = enc.geometry((33, 45), 'cpu')
-    assert geo.table_rows_of(geo.region_hw[0]) is None or geo.num_regions == 1
+    assert geo.coarse_rows_of(geo.region_hw[0]) is None or geo.num_regions == 1
     x = torch.randn(2, 33 * 45, 6, dtype=torch.float64)
-    table = patch_mean_table(x, (33, 45), 0, geo.pool_sides)
+    table = coarse_mean_table(x, (33, 45), 0, geo.coarse_sides)
     torch.testing.assert_close(enc._region_feats(x, geo, 0, table), region_mean(x, geo),
                                rtol=1e-12, atol=1e-12)
 

@@ -85,7 +85,7 @@ def main(argv=None):
     H, W = samples[-1].shape[-2:]
     print(f'wrote {args.out}: {args.part} at {H}x{W}, batch 1; '
           f'{sum(counts.values())} nodes, {counts.get("NonZero", 0)} data-dependent query '
-          f'counts for {dge_blocks} DGE blocks')
+          f'counts (NonZero) for {dge_blocks} DGE blocks')
     if not args.verify:
         return None
     session = onnx_session(args.out)

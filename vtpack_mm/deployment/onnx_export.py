@@ -160,8 +160,8 @@ def profile_onnx(path: str, inputs: Sequence[Tensor], threads: Optional[int] = N
 
 
 def onnx_op_counts(path: str) -> Dict[str, int]:
-    """How often each operator type occurs in the graph (e.g. ``NonZero``: one per DGE
-    block, the data-dependent query count)."""
+    """How often each operator type occurs in the graph (e.g. ``NonZero``: two per DGE
+    block, the data-dependent counts of its phi = 1 queries and of its coarser ones)."""
     import onnx
     counts: Dict[str, int] = {}
     for node in onnx.load(path, load_external_data=False).graph.node:

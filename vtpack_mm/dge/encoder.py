@@ -6,7 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..ops import patch_mean_table
+from ..ops import coarse_mean_table
 from .complexity import RegionChoice, host_tensor
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
@@ -151,9 +151,9 @@ class DynamicGrainedEncoder(BaseModule):
         # the cost record's dtype: float32, or float64 for a float64 model
         cost_dtype = torch.promote_types(x.dtype, torch.float32)
         traced = torch.jit.is_tracing() and not self.training
-        # export: one table of patch means feeds the router (its region means are the
-        # patch means of side S where S is a granularity) and the pooling
-        table = patch_mean_table(x, hw, E, geo.pool_sides) if traced else None
+        # export: one table of the coarse patch means feeds the router (its region means
+        # are the patch means of side S where S is a granularity) and the pooling
+        table = coarse_mean_table(x, hw, E, geo.coarse_sides) if traced else None
         logits = self.router(self._region_feats(x, geo, E, table))  # (B, R, K)
         override = self._override(B, geo.num_regions, x.device)
         if self.training:
@@ -188,12 +188,13 @@ class DynamicGrainedEncoder(BaseModule):
 
     @staticmethod
     def _region_feats(x: Tensor, geo, num_extra: int, table: Optional[Tensor]) -> Tensor:
-        """(B, R, C) mean of every region's valid tokens; read from ``table`` (the patch
-        mean table of ``x``) where the region side is one of its granularities."""
-        rows = geo.table_rows_of(geo.region_hw[0]) if table is not None else None
+        """(B, R, C) mean of every region's valid tokens; read from ``table`` (the table
+        of ``x``'s coarse patch means, :func:`~vtpack_mm.ops.coarse_mean_table`) where the
+        region side is one of its sides."""
+        rows = geo.coarse_rows_of(geo.region_hw[0]) if table is not None else None
         if rows is None or geo.num_regions == 1:
             return region_mean(x[:, num_extra:], geo)
-        return table[:, num_extra + rows.start:num_extra + rows.stop]
+        return table[:, rows]
 
     def _routing(self, queries, choice, num_queries, geo, pooled: bool,
                  split: Optional[DenseSplit] = None,

@@ -5,7 +5,7 @@ size, so it is computed once per shape and device and cached.
 """
 import math
 from functools import reduce
-from typing import Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -63,6 +63,18 @@ def num_regions(hw, granularities, region_size) -> int:
     return (Hp // Sh) * (Wp // Sw)
 
 
+class ExportGroup(NamedTuple):
+    """One group of the patch list as the export lays out its queries: the phi = 1
+    patches (``row``: the token each one is) or the coarser ones (``row``: its row in the
+    table of the coarse patch means, ``coarse_sides`` one after another); each patch's
+    region, granularity index and validity."""
+    num_patches: int
+    region: torch.Tensor
+    k: torch.Tensor
+    valid: torch.Tensor
+    row: torch.Tensor
+
+
 class RegionGeometry:
     """Index tables of an ``H x W`` map split into regions and grained patches.
 
@@ -84,6 +96,9 @@ class RegionGeometry:
         patch_table_row (P,): row of each valid patch in the table of one image's patch
             means (every granularity's valid grid, row-major, granularity after
             granularity; ``table_size`` rows), meaningless if invalid.
+        export_groups: the export's two :class:`ExportGroup` of patches, those of phi = 1
+            and the coarser ones, and ``export_pos_patch`` (K, HW), ``pos_patch`` with the
+            patches numbered group after group (:mod:`.traced_queries`).
         levels: per positive granularity, its index k, phi and its valid grid size.
         region_queries (R, K): valid patches per region at each granularity.
     """
@@ -159,6 +174,29 @@ class RegionGeometry:
                             for lv, a, n in zip(self.levels, starts, sizes)}
         self.patch_table_row = torch.tensor(starts, **kw)[self.patch_level] + self.patch_src
         self.table_size = sum(sizes)
+        # the export's two groups of queries (dge/traced_queries.py): the phi = 1 patches,
+        # read from the tokens themselves, and the coarser ones, read from a table of
+        # their means; each group's patches in patch-list order
+        coarse = [(lv['phi'], n) for lv, n in zip(self.levels, sizes) if lv['phi'] > 1]
+        self.coarse_sides = tuple(phi for phi, _ in coarse)
+        cstarts = [sum(n for _, n in coarse[:j]) for j in range(len(coarse))]
+        self._coarse_rows = {phi: slice(a, a + n) for (phi, n), a in zip(coarse, cstarts)}
+        level_start = torch.tensor([cstarts[self.coarse_sides.index(lv['phi'])]
+                                    if lv['phi'] > 1 else 0 for lv in self.levels], **kw)
+        coarse_row = level_start[self.patch_level] + self.patch_src
+        self.export_groups = []
+        renumber = torch.empty_like(self.patch_k)
+        for ids, row in (((self.patch_phi == 1).nonzero()[:, 0], self.patch_src),
+                         ((self.patch_phi > 1).nonzero()[:, 0], coarse_row)):
+            renumber[ids] = sum(g.num_patches for g in self.export_groups) + \
+                torch.arange(ids.numel(), **kw)
+            self.export_groups.append(ExportGroup(
+                ids.numel(), self.patch_region[ids], self.patch_k[ids],
+                self.patch_valid[ids], row[ids]))
+        # pos_patch with the patches numbered group after group
+        self.export_pos_patch = torch.where(self.pos_patch >= 0,
+                                            renumber[self.pos_patch.clamp(min=0)],
+                                            self.pos_patch)
 
         R, K = self.num_regions, len(phis)
         flat = self.patch_region * K + self.patch_k
@@ -175,6 +213,11 @@ class RegionGeometry:
         """The rows of the ``side x side`` patch means in one image's table (after its
         extra tokens), or None where ``side`` is not a granularity."""
         return self._table_rows.get(side)
+
+    def coarse_rows_of(self, side: int) -> Optional[slice]:
+        """The rows of the ``side x side`` patch means in the table of the coarse sides
+        (``coarse_sides``: the granularities above 1), or None where ``side`` is not one."""
+        return self._coarse_rows.get(side)
 
     @property
     def has_skip(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ..ops import grained_pool_reference, grained_unpool_reference, spread_rows
+from ..ops import coarse_mean_table, grained_unpool_reference, spread_rows
 from .geometry import RegionGeometry
 from .queries import QueryLayout, token_xy
 
@@ -19,42 +19,43 @@ from .queries import QueryLayout, token_xy
 class TracedQueries(QueryLayout):
     """Sparse queries of one image built from tensor operations alone: no query count
     reaches Python, so a tracer (ONNX export) records the routing inside the graph and the
-    exported model picks its queries per input. The same queries, in the same order, as
-    :func:`sparse_queries` for one image; pooled and un-pooled by the grained ops'
-    references (:mod:`vtpack_mm.ops.grained`), which are tensor operations too.
+    exported model picks its queries per input. The same queries as :func:`sparse_queries`
+    for one image, in another order: the extra tokens, then the phi = 1 queries, then the
+    coarser ones, each group in patch-list order. Pooling gathers the first two groups
+    from the tokens themselves and the last from a table of the coarse patch means
+    (:func:`vtpack_mm.ops.coarse_mean_table`), so no table holds a copy of the tokens;
+    un-pooling is the grained ops' reference (:mod:`vtpack_mm.ops.grained`), a tensor
+    operation too.
 
     Args:
         geo: the map's geometry.
-        rows: (E + T,) row of each query in the table of patch means (extra tokens first).
+        fine_rows: (E + T1,) row of each extra token and phi = 1 query in the tokens.
+        coarse_rows: (Tc,) row of each coarser query in the table of coarse patch means.
         token_to_query: (E + H*W,) query of every token (E + T, a zero row: skipped region).
         num_extra: E.
-        table: the table of patch means (:func:`vtpack_mm.ops.patch_mean_table`) of
-            ``source``, the tokens that were routed, or None: pooling ``source`` gathers from
-            it instead of averaging the map again (the router read its region means from
-            the same table).
+        coarse: the table of coarse patch means of ``source``, the tokens that were routed,
+            or None: pooling ``source`` reads it instead of averaging the map again (the
+            router read its region means from the same table).
     """
     batch_size = 1
     uniform = True
     token_gate = None
 
-    def __init__(self, geo: RegionGeometry, rows: Tensor, token_to_query: Tensor,
-                 num_extra: int, table: Optional[Tensor] = None,
+    def __init__(self, geo: RegionGeometry, fine_rows: Tensor, coarse_rows: Tensor,
+                 token_to_query: Tensor, num_extra: int, coarse: Optional[Tensor] = None,
                  source: Optional[Tensor] = None):
         self.hw = geo.hw
         # only skipped regions point at the dump row: without them the export appends none
         self.has_dump = geo.has_skip
-        self.rows = rows
+        self.fine_rows, self.coarse_rows = fine_rows, coarse_rows
         self.token_to_query = token_to_query.view(1, 1, -1)
         self.num_extra = num_extra
-        self.pool_sides = geo.pool_sides
-        self.table, self.source = table, source
+        self.coarse_sides = geo.coarse_sides
+        self.coarse, self.source = coarse, source
 
     @property
     def lengths(self):
         raise RuntimeError('TracedQueries keeps its query count in the graph, not in Python')
-
-    def table_rows(self) -> Tensor:
-        return self.rows
 
     def to_padded(self, q: Tensor) -> Tensor:
         return q.unsqueeze(0)
@@ -63,8 +64,15 @@ class TracedQueries(QueryLayout):
         return q.flatten(0, 1)
 
     def pool(self, x: Tensor) -> Tensor:
-        """(1, N, C) tokens -> (E + T, C) queries."""
-        return grained_pool_reference(x, self, self.table if x is self.source else None)
+        """(1, N, C) tokens -> (E + T, C) queries: the phi = 1 ones gathered from the tokens,
+        the coarser ones from the table of coarse patch means."""
+        C = x.shape[-1]
+        fine = x.reshape(-1, C).index_select(0, self.fine_rows)
+        if not self.coarse_sides:
+            return fine
+        table = self.coarse if x is self.source and self.coarse is not None else \
+            coarse_mean_table(x, self.hw, self.num_extra, self.coarse_sides)
+        return torch.cat([fine, table.reshape(-1, C).index_select(0, self.coarse_rows)])
 
     def unpool(self, x: Tensor, delta: Tensor) -> Tensor:
         """x + the delta of each token's query: (1, N, C), (E + T, C) -> (1, N, C)."""
@@ -79,11 +87,12 @@ class TracedQueries(QueryLayout):
 
     def num_queries_tensor(self) -> Tensor:
         """(1,) the query count, extra tokens included, as a float tensor."""
-        return torch.ones_like(self.rows, dtype=torch.float32).sum().view(1)
+        ones = torch.ones_like(self.fine_rows, dtype=torch.float32).sum()
+        return (ones + torch.ones_like(self.coarse_rows, dtype=torch.float32).sum()).view(1)
 
 
 def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
-                   table: Optional[Tensor] = None,
+                   coarse: Optional[Tensor] = None,
                    source: Optional[Tensor] = None) -> TracedQueries:
     """:class:`TracedQueries` of the chosen granularity of every region of one image.
 
@@ -91,21 +100,31 @@ def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
         geo: the map's geometry.
         choice: (1, R) long, the granularity index chosen for each region.
         num_extra: E extra tokens (queries of their own, first).
-        table, source: the table of patch means of the routed tokens ``source``, if made.
+        coarse, source: the table of coarse patch means of the routed tokens ``source``,
+            if made.
     """
     if choice.shape[0] != 1:
         raise ValueError(f'traced queries take one image; got a batch of {choice.shape[0]} '
                          f'(export the model with batch size 1)')
     E = num_extra
     device = choice.device
-    sel = geo.patch_valid & (choice[0].index_select(0, geo.patch_region) == geo.patch_k)
-    picked = sel.nonzero()[:, 0]  # chosen patches in patch-list order: the query order
-    extra = torch.arange(E, device=device)
-    rows = torch.cat([extra, E + geo.patch_table_row.index_select(0, picked)])
-    rank = sel.long().cumsum(0) - 1 + E  # query index of every chosen patch
-    k_pos = choice[0].index_select(0, geo.pos_region)  # (HW,) chosen index per position
-    pid = geo.pos_patch.gather(0, k_pos.unsqueeze(0))[0]  # its patch (-1: skipped region)
+    c = choice[0]
+    rows, ranks, start = [torch.arange(E, device=device)], [], E
+    for g in geo.export_groups:  # the phi = 1 patches, then the coarser ones
+        if not g.num_patches:
+            rows.append(c.new_zeros(0))
+            continue
+        sel = g.valid & (c.index_select(0, g.region) == g.k)
+        # the group's chosen patches in patch-list order: its part of the query order
+        rows.append(g.row.index_select(0, sel.nonzero()[:, 0]))
+        ranks.append(sel.long().cumsum(0) - 1 + start)  # query index of every chosen patch
+        start = start + sel.long().sum()
+    fine_rows = torch.cat([rows[0], E + rows[1]])
+    rank = torch.cat(ranks)  # numbered as export_pos_patch numbers the patches
+    k_pos = c.index_select(0, geo.pos_region)  # (HW,) chosen index per position
+    pid = geo.export_pos_patch.gather(0, k_pos.unsqueeze(0))[0]  # (-1: skipped region)
     t2q = rank.index_select(0, pid.clamp(min=0))
     if geo.has_skip:  # the dump row after the last query
-        t2q = torch.where(pid < 0, rank[-1:] + 1, t2q)
-    return TracedQueries(geo, rows, torch.cat([extra, t2q]), E, table, source)
+        t2q = torch.where(pid < 0, start, t2q)
+    return TracedQueries(geo, fine_rows, rows[2], torch.cat([rows[0], t2q]), E, coarse,
+                         source)

@@ -6,7 +6,7 @@ from .ext import (device_kind, has_kernel, take_cuda_branches, use_kernels,
                   use_triton_on_cpu)
 from .grained import (GrainedIndex, grained_pool, grained_pool_kernel,
                       grained_pool_reference, grained_unpool, grained_unpool_kernel,
-                      grained_unpool_reference, patch_counts, patch_mean_table,
+                      grained_unpool_reference, patch_counts, patch_mean_table, coarse_mean_table,
                       patch_means)
 from .spread_dwconv import (conv_tokens, spread_dwconv_pool, spread_dwconv_pool_reference,
                             spread_rows)
@@ -15,7 +15,7 @@ __all__ = [
     'deform_point_attn', 'deform_point_attn_reference', 'grained_pool', 'grained_unpool',
     'grained_pool_kernel', 'grained_unpool_kernel', 'grained_pool_reference',
     'grained_unpool_reference', 'GrainedIndex', 'has_kernel', 'patch_counts',
-    'patch_means', 'patch_mean_table', 'use_kernels', 'use_triton_on_cpu', 'device_kind',
+    'patch_means', 'patch_mean_table', 'coarse_mean_table', 'use_kernels', 'use_triton_on_cpu', 'device_kind',
     'take_cuda_branches', 'conv_tokens', 'spread_dwconv_pool', 'spread_dwconv_pool_reference',
     'spread_rows'
 ]

@@ -111,6 +111,21 @@ def patch_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
     return torch.cat([x[:, :E]] + [m.reshape(B, -1, C) for m in means], 1)
 
 
+def coarse_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
+                      sides: Sequence[int]) -> Optional[Tensor]:
+    """(B, E + H*W, C) tokens -> (B, rows, C): the patch means (:func:`patch_means`) of
+    each side in turn, row-major, without the extra tokens (None for no side). The export
+    pools the coarse queries from it and the phi = 1 queries from the tokens themselves,
+    so the tokens are not copied into a table."""
+    if not sides:
+        return None
+    B, N, C = x.shape
+    E = num_extra
+    means = patch_means(x[:, E:].reshape(B, hw[0], hw[1], C), sides, hw)
+    return torch.cat([m.reshape(B, -1, C) for m in means], 1) if len(means) > 1 else \
+        means[0].reshape(B, -1, C)
+
+
 def grained_pool_reference(x: Tensor, index: GrainedIndex,
                            table: Optional[Tensor] = None) -> Tensor:
     """(B, N, C) -> (T, C) in PyTorch: the table of every patch mean
