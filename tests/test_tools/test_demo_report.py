@@ -4,9 +4,8 @@ import os
 from mmengine.config import Config
 
 from vtpack_mm.analysis.evaluation import evaluate, interval_spread, spread
-from run_tool import load_tool
+from run_tool import ROOT, load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DGE = os.path.join(ROOT, 'configs', 'demo', 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py')
 
 

@@ -3,12 +3,11 @@ over the validation images, and the spread over seeds beside it."""
 import os
 
 from mmengine.config import Config
-from run_tool import load_tool
+from run_tool import ROOT, load_tool
 
 from vtpack_mm.analysis.evaluation import evaluate
 from vtpack_mm.native import translate_model_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NATIVE = os.path.join(ROOT, 'configs', 'demo', 'segformer_mit-b0_1000i_shapes-128.py')
 
 

@@ -83,8 +83,8 @@ def patch_means(fmap: Tensor, sides: Sequence[int], hw: Tuple[int, int]) -> List
     Two lowerings of the same means. Eager: ``avg_pool2d`` (``ceil_mode``) on the
     channels-last view, which reads the tokens in place. Traced (ONNX export): block sums
     on the token layout (:func:`_sum_blocks`), each side from the sums of the largest
-    smaller side that divides it, divided by the valid counts; ONNX Runtime's AveragePool needs the map
-    transposed to NCHW (``docs/benchmarks.md`` has the exported backbone's speed before
+    smaller side that divides it, divided by the valid counts; ONNX Runtime's AveragePool
+    needs the map transposed to NCHW (``docs/benchmarks.md`` has the exported backbone's speed before
     and after).
     """
     H, W = int(hw[0]), int(hw[1])
@@ -100,15 +100,19 @@ def patch_means(fmap: Tensor, sides: Sequence[int], hw: Tuple[int, int]) -> List
     return [sums[s] if s == 1 else sums[s] / _valid_counts((H, W), s, fmap) for s in sides]
 
 
+def _mean_rows(x: Tensor, hw: Tuple[int, int], num_extra: int,
+               sides: Sequence[int]) -> List[Tensor]:
+    """(B, E + H*W, C) tokens -> per side, its patch means as (B, rows, C), row-major."""
+    B, N, C = x.shape
+    means = patch_means(x[:, num_extra:].reshape(B, hw[0], hw[1], C), sides, hw)
+    return [m.reshape(B, -1, C) for m in means]
+
+
 def patch_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
                      sides: Sequence[int]) -> Tensor:
     """(B, E + H*W, C) tokens -> (B, E + rows, C): per image its E extra tokens, then the
     patch means (:func:`patch_means`) of each side in turn, row-major."""
-    B, N, C = x.shape
-    H, W = hw
-    E = num_extra
-    means = patch_means(x[:, E:].reshape(B, H, W, C), sides, hw)
-    return torch.cat([x[:, :E]] + [m.reshape(B, -1, C) for m in means], 1)
+    return torch.cat([x[:, :num_extra]] + _mean_rows(x, hw, num_extra, sides), 1)
 
 
 def coarse_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
@@ -119,11 +123,8 @@ def coarse_mean_table(x: Tensor, hw: Tuple[int, int], num_extra: int,
     so the tokens are not copied into a table."""
     if not sides:
         return None
-    B, N, C = x.shape
-    E = num_extra
-    means = patch_means(x[:, E:].reshape(B, hw[0], hw[1], C), sides, hw)
-    return torch.cat([m.reshape(B, -1, C) for m in means], 1) if len(means) > 1 else \
-        means[0].reshape(B, -1, C)
+    rows = _mean_rows(x, hw, num_extra, sides)
+    return torch.cat(rows, 1) if len(rows) > 1 else rows[0]  # one side: no Concat node
 
 
 def grained_pool_reference(x: Tensor, index: GrainedIndex,
