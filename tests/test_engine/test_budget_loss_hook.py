@@ -1,4 +1,5 @@
 """BudgetLossHook inside mmengine's Runner, with an mmpretrain classifier on a DGE backbone."""
+import glob
 import os
 import subprocess
 import sys
@@ -268,3 +269,22 @@ def test_calibration_meets_the_budget_at_inference_and_travels_with_the_checkpoi
             torch.testing.assert_close(got, backbone(x)[0], rtol=1e-4, atol=1e-4)
             off_by.append(float((got - off_backbone(x)[0]).abs().max()))
     assert max(off_by) > 1e-3  # the shift changed the routing of some image
+
+
+def test_calibration_warns_when_the_routers_ended_far_from_the_budget(tmp_path):
+    """A budget term too weak to move the routers (weight 0) leaves them at the finest
+    granularity: the calibration still meets the budget, and says that it forced it."""
+    hook = dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=0.0,
+                calibrate_batches=2)
+    runner = make_runner(tmp_path, 2, hook=hook)
+    runner.train()
+    found = next(h for h in runner.hooks if isinstance(h, BudgetLossHook)).calibration
+    assert found['beta_before'] > 0.5 + BudgetLossHook.FAR_FROM_BUDGET
+    assert found['far_from_budget']
+    log = open(glob.glob(os.path.join(runner.log_dir, '*.log'))[0]).read()
+    assert 'far from the budget 0.5' in log and '--budget-weight' in log
+    # routers trained to the budget: no warning
+    near = make_runner(tmp_path / 'near', 2, hook=dict(hook, budget=found['beta_before']))
+    near.train()
+    assert not next(h for h in near.hooks if isinstance(h, BudgetLossHook)).calibration[
+        'far_from_budget']
