@@ -3,21 +3,11 @@
 # vtpack_mm.MiT + DGE trains whole, with the task loss and the budget loss, for 200
 # iterations at a tenth of the from-scratch learning rate. The retrofit checkpoint comes
 # from the command line: --cfg-options load_from=WORK/retrofit/iter_200.pth
-_base_ = './segformer_mit-b0_1000i_shapes-128.py'
-custom_imports = dict(imports=['vtpack_mm'], allow_failed_imports=False)
+_base_ = './segformer_mit-b0-dge-b0.5_1000i_shapes-128.py'  # the DGE model, as from scratch
 
 max_iters = 200
-model = dict(
-    backbone=dict(
-        _delete_=True,
-        type='vtpack_mm.MiT',
-        arch='b0',
-        drop_path_rate=0.1,
-        dge_cfg=dict(granularities=(1, 2, 4), train_mode='dense')))
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(
-    optimizer=dict(lr=2e-4),
-    paramwise_cfg=dict(custom_keys={'.router.': dict(lr_mult=10.0, decay_mult=0.0)}))
+optim_wrapper = dict(optimizer=dict(lr=2e-4))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
     dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=max_iters, eta_min=1e-5)

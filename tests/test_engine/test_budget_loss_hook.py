@@ -271,7 +271,7 @@ def test_calibration_meets_the_budget_at_inference_and_travels_with_the_checkpoi
     assert max(off_by) > 1e-3  # the shift changed the routing of some image
 
 
-def test_calibration_warns_when_the_routers_ended_far_from_the_budget(tmp_path):
+def test_calibration_warns_when_it_forced_the_budget(tmp_path):
     """A budget term too weak to move the routers (weight 0) leaves them at the finest
     granularity: the calibration still meets the budget, and says that it forced it."""
     hook = dict(type='vtpack_mm.BudgetLossHook', budget=0.5, loss_weight=0.0,
@@ -280,11 +280,18 @@ def test_calibration_warns_when_the_routers_ended_far_from_the_budget(tmp_path):
     runner.train()
     found = next(h for h in runner.hooks if isinstance(h, BudgetLossHook)).calibration
     assert found['beta_before'] > 0.5 + BudgetLossHook.FAR_FROM_BUDGET
-    assert found['far_from_budget']
+    assert found['forced']
     log = open(glob.glob(os.path.join(runner.log_dir, '*.log'))[0]).read()
-    assert 'far from the budget 0.5' in log and '--budget-weight' in log
-    # routers trained to the budget: no warning
+    assert 'calibration forced it' in log and '--budget-weight' in log
+    # routers already at the budget: nothing to force, no warning
     near = make_runner(tmp_path / 'near', 2, hook=dict(hook, budget=found['beta_before']))
     near.train()
     assert not next(h for h in near.hooks if isinstance(h, BudgetLossHook)).calibration[
-        'far_from_budget']
+        'forced']
+
+
+@pytest.mark.parametrize('beta_before,shift,forced', [
+    (0.52, 0.5, False), (0.65, 0.5, True), (0.38, -0.5, True), (0.54, 24.0, True),
+    (0.54, -6.0, True), (0.6, 3.9, False)])
+def test_forced_budget_is_a_far_beta_or_a_large_shift(beta_before, shift, forced):
+    assert BudgetLossHook.forced_budget(beta_before, 0.5, shift) is forced
