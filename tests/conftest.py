@@ -18,6 +18,19 @@ settings.register_profile('explore', print_blob=True)
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))
 
 
+@pytest.fixture(autouse=True)
+def _own_message_hubs():
+    """Each test sees only the MessageHubs it creates. mmengine keeps one hub per
+    experiment name, and a Runner built without a config file is named after the second it
+    starts: Runners of two tests started in the same second would share one hub, and the
+    second would log (and save in its checkpoints) on top of the first's history."""
+    from mmengine.logging import MessageHub
+    before = dict(MessageHub._instance_dict)
+    yield
+    MessageHub._instance_dict.clear()
+    MessageHub._instance_dict.update(before)
+
+
 class TinyBlock(SparseQueryBlock):
     """A minimal pre-norm attention + MLP block over dense keys/values, for core tests."""
 
