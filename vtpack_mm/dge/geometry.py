@@ -170,8 +170,6 @@ class RegionGeometry:
         self.num_valid_patches = int(self.patch_valid.sum())
         sizes = [lv['valid_hw'][0] * lv['valid_hw'][1] for lv in self.levels]
         starts = [sum(sizes[:j]) for j in range(len(sizes))]
-        self._table_rows = {lv['phi']: slice(a, a + n)
-                            for lv, a, n in zip(self.levels, starts, sizes)}
         self.patch_table_row = torch.tensor(starts, **kw)[self.patch_level] + self.patch_src
         self.table_size = sum(sizes)
         # the export's two groups of queries (dge/traced_queries.py): the phi = 1 patches,
@@ -179,10 +177,12 @@ class RegionGeometry:
         # their means; each group's patches in patch-list order
         coarse = [(lv['phi'], n) for lv, n in zip(self.levels, sizes) if lv['phi'] > 1]
         self.coarse_sides = tuple(phi for phi, _ in coarse)
-        cstarts = [sum(n for _, n in coarse[:j]) for j in range(len(coarse))]
-        self._coarse_rows = {phi: slice(a, a + n) for (phi, n), a in zip(coarse, cstarts)}
-        level_start = torch.tensor([cstarts[self.coarse_sides.index(lv['phi'])]
-                                    if lv['phi'] > 1 else 0 for lv in self.levels], **kw)
+        self._coarse_rows, start = {}, 0
+        for phi, n in coarse:
+            self._coarse_rows[phi] = slice(start, start + n)
+            start += n
+        level_start = torch.tensor([self._coarse_rows[lv['phi']].start if lv['phi'] > 1 else 0
+                                    for lv in self.levels], **kw)
         coarse_row = level_start[self.patch_level] + self.patch_src
         self.export_groups = []
         renumber = torch.empty_like(self.patch_k)
@@ -208,11 +208,6 @@ class RegionGeometry:
         """The positive granularities, in the order of ``levels`` (and of the table of patch
         means, ``patch_table_row``)."""
         return tuple(lv['phi'] for lv in self.levels)
-
-    def table_rows_of(self, side: int) -> Optional[slice]:
-        """The rows of the ``side x side`` patch means in one image's table (after its
-        extra tokens), or None where ``side`` is not a granularity."""
-        return self._table_rows.get(side)
 
     def coarse_rows_of(self, side: int) -> Optional[slice]:
         """The rows of the ``side x side`` patch means in the table of the coarse sides
