@@ -3,7 +3,7 @@ one, with PyTorch eager beside them, as paired ratios in one run.
 
     python tools/analysis_tools/benchmark_onnx.py CONFIG [--checkpoint CKPT] --shape H W
         [--target-beta 0.5] [--threads 2] [--warmup 1] [--repeats 5] [--images DIR]
-        [--cfg-options k=v ...] [--profile] [--out results.json]
+        [--cfg-options k=v ...] [--profile] [--aoti] [--out results.json]
 
 The config's backbone is exported twice at H x W (padded as the data preprocessor pads),
 batch 1: routed (the routing in the graph, the budget shift baked in) and vanilla (every
@@ -14,6 +14,8 @@ the same runtime / the variant's time in that round:
 
   ort-vanilla, ort-dge      ONNX Runtime (CPU), --threads intra-op threads
   torch-vanilla, torch-dge  PyTorch eager (the compiled CPU kernels)
+  aoti-vanilla, aoti-dge    with --aoti: torch.export + AOTInductor packages of both
+                            (compiling takes minutes)
 
 The FLOPs-ideal speed-up is the backbone's static / dynamic FLOPs on the same inputs.
 Without --checkpoint the routers get random weights; either way the shift is calibrated so
@@ -35,8 +37,9 @@ from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
 from vtpack_mm.analysis.latency import (paired_speedups, stats_cells, summarize,
                                         time_variants)
 from vtpack_mm.analysis.loading import shaped_inputs
-from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_session, profile_onnx,
-                                  router_margins, run_onnx)
+from vtpack_mm.deployment import (compare_aoti, compare_onnx, export_aoti, export_onnx,
+                                  load_aoti, onnx_session, profile_onnx, router_margins,
+                                  run_onnx)
 from vtpack_mm.dge import dge_encoders, last_complexity, vanilla_pass
 
 
@@ -55,6 +58,8 @@ def parse_args(argv=None):
                         help='override config settings, key=value')
     parser.add_argument('--profile', action='store_true',
                         help="add ONNX Runtime's profile by operator type")
+    parser.add_argument('--aoti', action='store_true',
+                        help='add torch.export + AOTInductor packages of both backbones')
     parser.add_argument('--out', help='write the results as JSON here')
     return parser.parse_args(argv)
 
@@ -93,6 +98,17 @@ def main(argv=None):
                 d = max(d, compare_onnx(sessions['vanilla'], backbone, x)[0])
             diffs.append(d)
             margins.append(m[0])
+        runners = {}
+        if args.aoti:
+            files = {name: osp.join(tmp, f'{name}.pt2') for name in ('dge', 'vanilla')}
+            export_aoti(backbone, inputs[-1], files['dge'])
+            with vanilla_pass(backbone):
+                export_aoti(backbone, inputs[-1], files['vanilla'])
+            runners = {name: load_aoti(f) for name, f in files.items()}
+            for i, x in enumerate(inputs):
+                diffs[i] = max(diffs[i], compare_aoti(runners['dge'], backbone, x)[0])
+                with vanilla_pass(backbone):
+                    diffs[i] = max(diffs[i], compare_aoti(runners['vanilla'], backbone, x)[0])
         profiles = {name: profile_onnx(f, inputs, args.threads) for name, f in
                     (('vanilla', vanilla_file), ('dge', dge_file))} if args.profile else {}
     worst = max(diffs)
@@ -108,16 +124,25 @@ def main(argv=None):
         with vanilla_pass(backbone):
             eager()
 
+    def aoti(name):
+        return lambda: [runners[name](x) for x in inputs]
+
     fns = {'ort-vanilla': ort('vanilla'), 'ort-dge': ort('dge'),
            'torch-vanilla': eager_vanilla, 'torch-dge': eager}
+    if runners:
+        fns.update({'aoti-vanilla': aoti('vanilla'), 'aoti-dge': aoti('dge')})
     times = time_variants(fns, args.warmup, args.repeats, progress=True)
     stats = {k: summarize(v) for k, v in times.items()}
     paired = {**paired_speedups({k: times[k] for k in ('ort-vanilla', 'ort-dge')},
                                 'ort-vanilla'),
               **paired_speedups({k: times[k] for k in ('torch-vanilla', 'torch-dge')},
                                 'torch-vanilla')}
-    ort_over_torch = paired_speedups({k: times[k] for k in ('torch-dge', 'ort-dge')},
-                                     'torch-dge')['ort-dge']
+    if runners:
+        paired.update(paired_speedups({k: times[k] for k in ('aoti-vanilla', 'aoti-dge')},
+                                      'aoti-vanilla'))
+    over_torch = paired_speedups({k: times[k] for k in times if k.endswith('-dge')},
+                                 'torch-dge')
+    ort_over_torch = over_torch['ort-dge']
     ideal = static / dynamic
     H, W = inputs[-1].shape[-2:]
     results = dict(config=args.config, checkpoint=args.checkpoint, shape=[H, W],
@@ -125,14 +150,15 @@ def main(argv=None):
                    threads=args.threads, inputs=len(inputs), logit_shift=shift, beta=beta,
                    flops_static=static, flops_dynamic=dynamic, flops_ideal_speedup=ideal,
                    speedup=paired, ort_dge_over_torch_dge=ort_over_torch,
+                   aoti_dge_over_torch_dge=over_torch.get('aoti-dge'),
                    largest_difference=worst, differences=diffs, router_margins=margins,
                    stats=stats, times=times, profile=profiles)
     print(f'\n{osp.basename(args.config)} backbone at {H}x{W}, batch 1, {len(inputs)} inputs, '
           f'{args.threads} threads: beta {beta:.3f}, FLOPs-ideal {ideal:.2f}x; ONNX Runtime '
-          f'matches PyTorch within {worst:.1e}')
+          f'{"and AOTInductor match" if runners else "matches"} PyTorch within {worst:.1e}')
     for i, (d, m) in enumerate(zip(diffs, margins)):
         if d > 1e-4:
-            print(f'input {i}: ONNX Runtime differs by {d:.2e}; the closest two router logits '
+            print(f'input {i}: an exported model differs by {d:.2e}; the closest two router logits '
                   f'of any region are {m:.1e} apart' + (' (a near-tie: that region can route '
                                                         'differently)' if m < 1e-4 else ''))
     print(f'{"variant":>14s} {"median s":>9s} {"q1..q3 s":>15s} {"speed-up":>9s}'
@@ -140,8 +166,9 @@ def main(argv=None):
     for name, s in stats.items():
         print(f'{name:>14s} {stats_cells(s)} '
               f'{paired[name]:8.2f}x')
-    print(f'ort-dge is {ort_over_torch:.2f}x the speed of torch-dge; ort-dge reaches '
-          f'{paired["ort-dge"] / ideal:.0%} of the FLOPs-ideal speed-up')
+    for name in (n for n in ('ort-dge', 'aoti-dge') if n in times):
+        print(f'{name} is {over_torch[name]:.2f}x the speed of torch-dge and reaches '
+              f'{paired[name] / ideal:.0%} of the FLOPs-ideal speed-up')
     if profiles:
         van, dge = profiles['vanilla'], profiles['dge']
         print(f'\nONNX Runtime profile, ms per input: a run {van["run_ms"]:.1f} vanilla / '

@@ -49,6 +49,35 @@ def flatten_outputs(out) -> List[Tensor]:
                     f'and tuples, lists or dicts of tensors, go into an ONNX graph')
 
 
+def check_batch_one(inputs: Union[Tensor, Sequence[Tensor]]) -> Tuple[Tensor, ...]:
+    """The inputs as a tuple, each of batch size 1 (else a ValueError): an export routes
+    one image, since the number of queries is picked per image."""
+    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    for t in inputs:
+        if t.shape[0] != 1:
+            raise ValueError(f'export takes batch size 1 (the routing picks a number of '
+                             f'queries per image); got an input of shape {tuple(t.shape)}')
+    return inputs
+
+
+def output_differences(got: Sequence, want: Sequence[Tensor],
+                       runtime: str) -> Tuple[float, List[Tuple[int, ...]]]:
+    """(largest absolute difference between a runtime's outputs ``got``, arrays or
+    tensors, and PyTorch's ``want``, their shapes); a count or shape mismatch is an error
+    naming ``runtime``."""
+    if len(got) != len(want):
+        raise RuntimeError(f'{runtime} gives {len(got)} outputs, PyTorch {len(want)}')
+    diffs, shapes = [], []
+    for g, w in zip(got, want):
+        g = torch.as_tensor(g)
+        if tuple(g.shape) != tuple(w.shape):
+            raise RuntimeError(f'output shape {tuple(g.shape)} in {runtime}, '
+                               f'{tuple(w.shape)} in PyTorch')
+        diffs.append(float((g - w.cpu()).abs().max()) if g.numel() else 0.0)
+        shapes.append(tuple(g.shape))
+    return max(diffs), shapes
+
+
 def export_onnx(module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]], path: str,
                 fn: Optional[Callable] = None, opset: int = OPSET,
                 input_names: Sequence[str] = ('input', )) -> List[str]:
@@ -58,11 +87,7 @@ def export_onnx(module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]], path
     output names (``output0``, ``output1``, ...). A failure names the part that does not
     export.
     """
-    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
-    for t in inputs:
-        if t.shape[0] != 1:
-            raise ValueError(f'export takes batch size 1 (the routing picks a number of '
-                             f'queries per image); got an input of shape {tuple(t.shape)}')
+    inputs = check_batch_one(inputs)
     # the exporter puts the traced module back in its own mode afterwards: the wrapper
     # must be in eval mode too, or the model comes back in training mode
     wrapper = _Traced(module, fn or module).eval()
@@ -114,17 +139,7 @@ def compare_onnx(session, module: nn.Module, inputs: Union[Tensor, Sequence[Tens
     inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
     with torch.no_grad():
         want = flatten_outputs((fn or module)(*inputs))
-    got = run_onnx(session, inputs)
-    if len(got) != len(want):
-        raise RuntimeError(f'the ONNX graph gives {len(got)} outputs, PyTorch {len(want)}')
-    diffs, shapes = [], []
-    for g, w in zip(got, want):
-        if tuple(g.shape) != tuple(w.shape):
-            raise RuntimeError(f'output shape {tuple(g.shape)} in ONNX Runtime, '
-                               f'{tuple(w.shape)} in PyTorch')
-        diffs.append(float(np.abs(g - w.cpu().numpy()).max()) if g.size else 0.0)
-        shapes.append(tuple(g.shape))
-    return max(diffs), shapes
+    return output_differences(run_onnx(session, inputs), want, 'ONNX Runtime')
 
 
 def profile_onnx(path: str, inputs: Sequence[Tensor], threads: Optional[int] = None,

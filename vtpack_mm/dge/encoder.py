@@ -6,7 +6,7 @@ import torch
 from mmengine.model import BaseModule
 from torch import Tensor
 
-from ..ops import coarse_mean_table
+from ..ops import coarse_mean_table, tracing
 from .complexity import RegionChoice, host_tensor
 from .geometry import GeometryCache, check_granularities, num_regions
 from .queries import (DenseQueries, GrainedQueries, QueryLayout, dense_queries, dense_rows,
@@ -150,7 +150,7 @@ class DynamicGrainedEncoder(BaseModule):
         geo = self.geometry(hw, x.device)
         # the cost record's dtype: float32, or float64 for a float64 model
         cost_dtype = torch.promote_types(x.dtype, torch.float32)
-        traced = torch.jit.is_tracing() and not self.training
+        traced = tracing() and not self.training
         # export: one table of the coarse patch means feeds the router (its region means
         # are the patch means of side S where S is a granularity) and the pooling
         table = coarse_mean_table(x, hw, E, geo.coarse_sides) if traced else None

@@ -120,6 +120,10 @@ def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
         ranks.append(sel.long().cumsum(0) - 1 + start)  # query index of every chosen patch
         start = start + sel.long().sum()
     fine_rows = torch.cat([rows[0], E + rows[1]])
+    if torch.compiler.is_exporting() and (E or not geo.has_skip):
+        # torch.export: the counts are unknown sizes; every region has a query (or there
+        # is an extra token), which is what lets attention take them without a branch
+        torch._check(fine_rows.shape[0] + rows[2].shape[0] > 0)
     rank = torch.cat(ranks)  # numbered as export_pos_patch numbers the patches
     k_pos = c.index_select(0, geo.pos_region)  # (HW,) chosen index per position
     pid = geo.export_pos_patch.gather(0, k_pos.unsqueeze(0))[0]  # (-1: skipped region)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ext import backend, has_kernel
+from .ext import backend, has_kernel, tracing
 
 
 def op_dtype(value: Tensor, xy: Tensor, weights: Tensor) -> torch.dtype:
@@ -81,7 +81,7 @@ def deform_point_attn_reference(value: Tensor, xy: Tensor, weights: Tensor,
         (T, heads * d), in the promoted dtype of the three inputs.
     """
     B, _, h, d = value.shape
-    traced = torch.jit.is_tracing()
+    traced = tracing()
     if batch is None:
         if B != 1:
             raise ValueError(f'batch=None means one image; the value map has {B}')

@@ -81,6 +81,12 @@ def _triton():
     return _state['triton']
 
 
+def tracing() -> bool:
+    """Whether a tracer is recording the model: the ONNX exporter's (``torch.jit``) or
+    ``torch.export``'s. Both record the traced layouts and the ops' references."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 def backend(*tensors: torch.Tensor):
     """The kernels for these tensors: ``torch.ops.vtpack_mm`` (the compiled CPU ops) for
     CPU tensors, the Triton kernels for CUDA tensors (with ``VTPACK_MM_TRITON=1``); None
@@ -88,7 +94,7 @@ def backend(*tensors: torch.Tensor):
     or a tracer running: an exported graph holds the references' plain operations).
     ``use_triton_on_cpu`` sends CPU tensors to the Triton kernels (for tests under
     ``TRITON_INTERPRET=1``)."""
-    if not _state['enabled'] or not tensors or torch.jit.is_tracing():
+    if not _state['enabled'] or not tensors or tracing():
         return None  # a tracer (ONNX export) records the references, which are plain ops
     kinds = {device_kind(t) for t in tensors}
     if len(kinds) != 1:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ext import backend, has_kernel
+from .ext import backend, has_kernel, tracing
 
 
 class GrainedIndex(Protocol):
@@ -88,7 +88,7 @@ def patch_means(fmap: Tensor, sides: Sequence[int], hw: Tuple[int, int]) -> List
     and after).
     """
     H, W = int(hw[0]), int(hw[1])
-    if not torch.jit.is_tracing():
+    if not tracing():
         nchw = fmap.permute(0, 3, 1, 2)
         return [fmap if s == 1 else
                 F.avg_pool2d(nchw, s, s, ceil_mode=True).permute(0, 2, 3, 1) for s in sides]

@@ -2,7 +2,6 @@
 import math
 from typing import Dict, Iterable, Optional, Sequence
 
-import torch
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init, trunc_normal_
@@ -12,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ...dge import ComplexityMeter, RoutedBackbone, set_logit_shift
 from ...checkpoint import find_prefix, load_state, take_prefix
+from ...ops import tracing
 from .state_dict import fit_state_dict, log_dropped, mark_resized
 
 
@@ -77,7 +77,7 @@ class TransformerBackbone(BaseModule, RoutedBackbone):
         if x.dim() != 4:
             raise ValueError(f'{name}: expects a batch of images (B, C, H, W), got a tensor '
                              f'of shape {tuple(x.shape)}')
-        if not torch.jit.is_tracing() and x.shape[0] == 0:  # (a tracer's sizes are tensors)
+        if not tracing() and x.shape[0] == 0:  # (a tracer's sizes are tensors)
             raise ValueError(f'{name}: the batch is empty (input shape {tuple(x.shape)})')
 
     @staticmethod

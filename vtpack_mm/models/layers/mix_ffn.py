@@ -8,7 +8,7 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...dge import GrainedQueries, QueryLayout, linear_macs
-from ...ops import conv_tokens, spread_dwconv_pool, spread_rows
+from ...ops import conv_tokens, spread_dwconv_pool, spread_rows, tracing
 
 
 class MixFFN(BaseModule):
@@ -50,7 +50,7 @@ class MixFFN(BaseModule):
     def forward(self, x: Tensor, queries: QueryLayout, state: Optional[dict] = None) -> Tensor:
         """x: (T, C) normed queries packed as ``queries`` says; ``state``: a dict shared by
         the passes of one block call (dense training's routed hidden map). Returns (T, C)."""
-        if not torch.jit.is_tracing() and queries.num_extra:
+        if not tracing() and queries.num_extra:
             raise ValueError('MixFFN takes map tokens only; the layout has '
                              f'{queries.num_extra} extra tokens')
         hidden = self.fc1(x)
