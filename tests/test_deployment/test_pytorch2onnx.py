@@ -32,6 +32,19 @@ def test_exported_model_matches_pytorch(config, part, tmp_path, capsys):
     assert f'{2 * blocks} data-dependent query counts' in out and blocks > 0
 
 
+def test_aoti_package_matches_pytorch(tmp_path, capsys):
+    """An --out ending in .pt2: the classifier compiled by AOTInductor, checked the same way."""
+    worst = export(osp.join(DEMO, 'pvt-t-dge-b0.5_200i_shapes-128.py'), '--shape', 96, 136,
+                   '--out', tmp_path / 'm.pt2', '--part', 'tensor', '--target-beta', 0.6,
+                   '--verify')
+    out = capsys.readouterr().out
+    assert worst < 1e-4 and osp.isfile(tmp_path / 'm.pt2')
+    assert 'an AOTInductor package' in out
+    betas = [float(line.split('beta ')[1].split(',')[0]) for line in out.splitlines()
+             if ', largest |AOTInductor' in line]
+    assert len(betas) == 5 and len(set(betas)) > 1
+
+
 def test_two_stage_tensor_mode_is_refused_with_the_reason(tmp_path):
     with pytest.raises(SystemExit, match='export --part features'):
         export(osp.join(DEMO, 'mask-rcnn_pvt-t-dge-b0.5_fpn_600i_shapes-128.py'), '--shape',

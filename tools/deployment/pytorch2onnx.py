@@ -1,4 +1,5 @@
-"""Export a DGE model to ONNX with the routing inside the graph, and check it in ONNX Runtime.
+"""Export a DGE model to ONNX (or an AOTInductor package) with the routing inside the graph,
+and check it in ONNX Runtime (or the compiled package).
 
     python tools/deployment/pytorch2onnx.py CONFIG [CHECKPOINT] --shape H W --out FILE
         [--part backbone|features|tensor] [--logit-shift S | --target-beta B]
@@ -21,6 +22,11 @@ differently. --verify runs the file in ONNX Runtime on scikit-image's photos res
 H x W (or --images) and on noise, and prints each input's beta, largest difference and the
 smallest gap between two router logits (a near-tie, below float rounding, can route
 differently in ONNX Runtime than in PyTorch).
+
+An --out ending in ``.pt2`` writes an AOTInductor package instead: the same traced model
+through ``torch.export``, compiled to C++ ahead of time (minutes on a 2-core CPU; needs a
+C++ compiler). Load it with ``vtpack_mm.deployment.load_aoti`` (which also loads the
+compiled ops a MiT's package calls) and call it with the image; --verify runs it.
 """
 import argparse
 
@@ -30,8 +36,8 @@ from mmengine.config import DictAction
 from vtpack_mm.analysis import (backbone_of, build_model, calibrate_logit_shift,
                                 randomize_routers)
 from vtpack_mm.analysis.loading import shaped_inputs
-from vtpack_mm.deployment import (compare_onnx, export_onnx, onnx_op_counts, onnx_session,
-                                  router_margins)
+from vtpack_mm.deployment import (compare_aoti, compare_onnx, export_aoti, export_onnx,
+                                  load_aoti, onnx_op_counts, onnx_session, router_margins)
 from vtpack_mm.dge import dge_encoders, last_complexity, set_logit_shift
 
 PARTS = ('backbone', 'features', 'tensor')
@@ -43,7 +49,8 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'), required=True,
                         help='the input size the graph is made for')
-    parser.add_argument('--out', required=True, help='the .onnx file to write')
+    parser.add_argument('--out', required=True,
+                        help='the .onnx file to write (.pt2: an AOTInductor package)')
     parser.add_argument('--part', choices=PARTS, default='backbone')
     knob = parser.add_mutually_exclusive_group()
     knob.add_argument('--logit-shift', type=float, help='bake in this budget shift')
@@ -79,24 +86,40 @@ def main(argv=None):
     module, fn = dict(backbone=(backbone, None),
                       features=(model, model.extract_feat),
                       tensor=(model, lambda x: model(x, mode='tensor')))[args.part]
-    export_onnx(module, samples[-1], args.out, fn=fn)
     dge_blocks = len(dge_encoders(backbone))
-    counts = onnx_op_counts(args.out)
     H, W = samples[-1].shape[-2:]
-    print(f'wrote {args.out}: {args.part} at {H}x{W}, batch 1; '
-          f'{sum(counts.values())} nodes, {counts.get("NonZero", 0)} data-dependent query '
-          f'counts (NonZero) for {dge_blocks} DGE blocks')
+    if args.out.endswith('.pt2'):
+        export_aoti(module, samples[-1], args.out, fn=fn)
+        print(f'wrote {args.out}: {args.part} at {H}x{W}, batch 1; an AOTInductor package '
+              f'routing {dge_blocks} DGE blocks')
+        runtime = 'AOTInductor'
+    else:
+        export_onnx(module, samples[-1], args.out, fn=fn)
+        counts = onnx_op_counts(args.out)
+        print(f'wrote {args.out}: {args.part} at {H}x{W}, batch 1; '
+              f'{sum(counts.values())} nodes, {counts.get("NonZero", 0)} data-dependent query '
+              f'counts (NonZero) for {dge_blocks} DGE blocks')
+        runtime = 'ONNX Runtime'
     if not args.verify:
         return None
-    session = onnx_session(args.out)
+    if runtime == 'AOTInductor':
+        runner = load_aoti(args.out)
+
+        def compare(x):
+            return compare_aoti(runner, module, x, fn)
+    else:
+        session = onnx_session(args.out)
+
+        def compare(x):
+            return compare_onnx(session, module, x, fn)
     worst = 0.0
     for i, x in enumerate(samples):
         with router_margins(backbone) as margins:
-            diff, shapes = compare_onnx(session, module, x, fn)
+            diff, shapes = compare(x)
         beta = last_complexity(backbone).ratio().item()
         name = 'noise' if i == len(samples) - 1 else f'image {i}'
         margin = f', closest router logits {margins[0]:.1e} apart' if margins else ''
-        print(f'{name}: beta {beta:.3f}, largest |ONNX Runtime - PyTorch| {diff:.2e}{margin}')
+        print(f'{name}: beta {beta:.3f}, largest |{runtime} - PyTorch| {diff:.2e}{margin}')
         worst = max(worst, diff)
     print(f'outputs {shapes}; largest difference over {len(samples)} inputs: {worst:.2e}')
     return worst

@@ -16,6 +16,7 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
+from ..ops import load as load_ops
 from .onnx_export import _Traced, check_batch_one, flatten_outputs, output_differences
 
 
@@ -53,6 +54,7 @@ def load_aoti(path: str):
     inputs, it returns the flattened outputs."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'AOTInductor package {path} does not exist')
+    load_ops()  # a package of a MiT calls the compiled Mix-FFN kernel
     return torch._inductor.aoti_load_package(path)
 
 

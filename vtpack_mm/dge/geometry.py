@@ -67,12 +67,14 @@ class ExportGroup(NamedTuple):
     """One group of the patch list as the export lays out its queries: the phi = 1
     patches (``row``: the token each one is) or the coarser ones (``row``: its row in the
     table of the coarse patch means, ``coarse_sides`` one after another); each patch's
-    region, granularity index and validity."""
+    region, granularity index and validity, and its rows of the compiled ops (``meta``:
+    image 0, y0, x0, phi, branch 0)."""
     num_patches: int
     region: torch.Tensor
     k: torch.Tensor
     valid: torch.Tensor
     row: torch.Tensor
+    meta: torch.Tensor
 
 
 class RegionGeometry:
@@ -192,7 +194,9 @@ class RegionGeometry:
                 torch.arange(ids.numel(), **kw)
             self.export_groups.append(ExportGroup(
                 ids.numel(), self.patch_region[ids], self.patch_k[ids],
-                self.patch_valid[ids], row[ids]))
+                self.patch_valid[ids], row[ids],
+                torch.cat([torch.zeros_like(ids).unsqueeze(1), self.patch_meta[ids, :3],
+                           torch.zeros_like(ids).unsqueeze(1)], 1)))
         # pos_patch with the patches numbered group after group
         self.export_pos_patch = torch.where(self.pos_patch >= 0,
                                             renumber[self.pos_patch.clamp(min=0)],

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import patch_means
+from ..ops import patch_means, tracing
 from .geometry import RegionGeometry
 
 
@@ -78,6 +78,8 @@ class GrainedRouter(nn.Module):
         """``shift * saving`` in ``dtype``, kept while the shift, the dtype and the
         ``saving`` buffer stay (``.to()``, ``.half()`` and the like give the module a new
         buffer)."""
+        if tracing():  # the tracer's stand-in for the buffer: record the product, keep none
+            return self.shift * self.saving.to(dtype)
         key = (self.shift, dtype)
         cache = self._shift_cache
         if cache is None or cache[0] != key or cache[1] is not self.saving:

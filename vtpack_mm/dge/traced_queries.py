@@ -6,7 +6,7 @@ graph instead: the exported model picks its queries per input. Only the encoder'
 inference path (:meth:`~vtpack_mm.dge.DynamicGrainedEncoder.forward` under a tracer) builds
 one.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -36,6 +36,8 @@ class TracedQueries(QueryLayout):
         coarse: the table of coarse patch means of ``source``, the tokens that were routed,
             or None: pooling ``source`` reads it instead of averaging the map again (the
             router read its region means from the same table).
+        chosen: per group of ``geo.export_groups`` that has patches, the index of each of
+            its chosen patches in the group (what :meth:`meta` reads).
     """
     batch_size = 1
     uniform = True
@@ -43,7 +45,7 @@ class TracedQueries(QueryLayout):
 
     def __init__(self, geo: RegionGeometry, fine_rows: Tensor, coarse_rows: Tensor,
                  token_to_query: Tensor, num_extra: int, coarse: Optional[Tensor] = None,
-                 source: Optional[Tensor] = None):
+                 source: Optional[Tensor] = None, chosen: Sequence[Tensor] = ()):
         self.hw = geo.hw
         # only skipped regions point at the dump row: without them the export appends none
         self.has_dump = geo.has_skip
@@ -52,6 +54,18 @@ class TracedQueries(QueryLayout):
         self.num_extra = num_extra
         self.coarse_sides = geo.coarse_sides
         self.coarse, self.source = coarse, source
+        self.groups = [g for g in geo.export_groups if g.num_patches]
+        self.chosen = chosen
+
+    def meta(self) -> Tensor:
+        """(E + T, 5) int64 rows (image, y0, x0, phi, branch) of the compiled ops, in query
+        order (what :class:`~vtpack_mm.dge.GrainedQueries` gives them): torch.export
+        records the Mix-FFN's compiled kernel with them (the ONNX graph never reads them)."""
+        E = self.num_extra
+        extra = self.fine_rows.new_zeros(E, 5)  # (image 0, extra index, 0, 0, 0)
+        extra[:, 1] = torch.arange(E, device=extra.device)
+        return torch.cat([extra] + [g.meta.index_select(0, ids)
+                                    for g, ids in zip(self.groups, self.chosen)])
 
     @property
     def lengths(self):
@@ -110,13 +124,16 @@ def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     device = choice.device
     c = choice[0]
     rows, ranks, start = [torch.arange(E, device=device)], [], E
+    chosen = []
     for g in geo.export_groups:  # the phi = 1 patches, then the coarser ones
         if not g.num_patches:
             rows.append(c.new_zeros(0))
             continue
         sel = g.valid & (c.index_select(0, g.region) == g.k)
         # the group's chosen patches in patch-list order: its part of the query order
-        rows.append(g.row.index_select(0, sel.nonzero()[:, 0]))
+        ids = sel.nonzero()[:, 0]
+        rows.append(g.row.index_select(0, ids))
+        chosen.append(ids)
         ranks.append(sel.long().cumsum(0) - 1 + start)  # query index of every chosen patch
         start = start + sel.long().sum()
     fine_rows = torch.cat([rows[0], E + rows[1]])
@@ -131,4 +148,4 @@ def traced_queries(geo: RegionGeometry, choice: Tensor, num_extra: int,
     if geo.has_skip:  # the dump row after the last query
         t2q = torch.where(pid < 0, start, t2q)
     return TracedQueries(geo, fine_rows, rows[2], torch.cat([rows[0], t2q]), E, coarse,
-                         source)
+                         source, chosen)

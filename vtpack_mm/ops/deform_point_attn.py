@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .ext import backend, has_kernel, tracing
+from .ext import backend, export_kernels, has_kernel, tracing
 
 
 def op_dtype(value: Tensor, xy: Tensor, weights: Tensor) -> torch.dtype:
@@ -120,12 +120,23 @@ class DeformPointAttnFunction(torch.autograd.Function):
 def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, batch: Optional[Tensor],
                       hw: Tuple[int, int]) -> Tensor:
     """Deformable point attention of packed queries: the compiled kernel where one applies,
-    else :func:`deform_point_attn_reference`. Shapes as there; returns (T, heads * d)."""
-    if not has_kernel(value, xy, weights):
+    else :func:`deform_point_attn_reference`. Shapes as there; returns (T, heads * d).
+    ``torch.export`` records the compiled forward where no gradient is needed
+    (:func:`~vtpack_mm.ops.ext.export_kernels`), the ONNX exporter the reference."""
+    exported = export_kernels(value, xy, weights)
+    if exported is not None and torch.is_grad_enabled() and any(
+            t.requires_grad for t in (value, xy, weights)):
+        exported = None  # the compiled op has no autograd of its own
+    if exported is None and not has_kernel(value, xy, weights):
         return deform_point_attn_reference(value, xy, weights, batch, hw)
     dtype = op_dtype(value, xy, weights)
     if batch is None:
         batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
+    if exported is not None:
+        out = exported.deform_point_attn_forward(
+            value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
+            weights.to(dtype).contiguous(), batch, int(hw[0]), int(hw[1]))
+        return out.reshape(out.shape[0], value.shape[2] * value.shape[3])
     out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
                                         weights.to(dtype).contiguous(), batch,
                                         (int(hw[0]), int(hw[1])))

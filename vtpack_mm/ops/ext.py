@@ -51,6 +51,7 @@ def load() -> bool:
     if _state['loaded'] is None:
         try:
             from .. import _ext  # noqa: F401  (registers torch.ops.vtpack_mm.*)
+            _register_fakes()
             _state['loaded'] = True
         except ImportError as e:
             _state['loaded'] = False
@@ -58,6 +59,17 @@ def load() -> bool:
                           'PyTorch reference implementations. Reinstall with '
                           '`pip install --no-build-isolation -e .` to build them.')
     return _state['loaded']
+
+
+def _register_fakes():
+    """Output shapes of the ops that ``torch.export`` may record (:func:`export_kernels`),
+    for its fake tensors: ``spread_dwconv_pool`` and ``deform_point_attn_forward`` return a
+    row per query."""
+    torch.library.register_fake('vtpack_mm::spread_dwconv_pool')(
+        lambda h, t2q, meta, weight, bias, H, W, k: torch.empty_like(h))
+    torch.library.register_fake('vtpack_mm::deform_point_attn_forward')(
+        lambda value, xy, weights, batch, H, W: value.new_empty(
+            xy.shape[0], value.shape[2], value.shape[3]))
 
 
 def _triton():
@@ -105,6 +117,18 @@ def backend(*tensors: torch.Tensor):
     if (kind == 'cuda' and _state['triton_cuda']) or kind == 'cpu':
         return _triton()
     return None
+
+
+def export_kernels(*tensors: torch.Tensor):
+    """The compiled CPU ops that ``torch.export`` may record, for CPU tensors while it
+    runs (not the ONNX exporter, whose graph holds the references' plain operations); else
+    None. An AOTInductor package that holds them calls them at run time: the process must
+    have loaded the library (:func:`load`, done by
+    :func:`vtpack_mm.deployment.load_aoti`)."""
+    if (not _state['enabled'] or not tensors or torch.jit.is_tracing() or
+            not torch.compiler.is_exporting() or any(device_kind(t) != 'cpu' for t in tensors)):
+        return None
+    return torch.ops.vtpack_mm if load() else None
 
 
 def has_kernel(*tensors: torch.Tensor) -> bool:

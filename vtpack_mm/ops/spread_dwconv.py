@@ -11,7 +11,7 @@ the reference, as do CUDA tensors and a tracer.
 import torch
 from torch import Tensor, nn
 
-from .ext import backend
+from .ext import backend, export_kernels
 from .grained import GrainedIndex, grained_pool
 
 
@@ -41,10 +41,11 @@ def spread_dwconv_pool_reference(h: Tensor, index: GrainedIndex, conv: nn.Conv2d
 def spread_dwconv_pool(h: Tensor, index: GrainedIndex, conv: nn.Conv2d) -> Tensor:
     """:func:`spread_dwconv_pool_reference`, by the compiled CPU kernel where it applies
     (no gradient needed, a depth-wise ``conv`` with odd square kernel, stride 1 and 'same'
-    padding)."""
+    padding), in eager inference and in the ``torch.export`` of a routed model
+    (:func:`~vtpack_mm.ops.ext.export_kernels`)."""
     k = conv.kernel_size[0]
     needs_grad = torch.is_grad_enabled() and (h.requires_grad or conv.weight.requires_grad)
-    ops = backend(h)
+    ops = backend(h) or export_kernels(h)
     fits = (conv.groups == conv.in_channels == conv.out_channels == h.shape[-1] and
             conv.kernel_size == (k, k) and k % 2 == 1 and conv.stride == (1, 1) and
             conv.padding == (k // 2, k // 2) and conv.dilation == (1, 1) and

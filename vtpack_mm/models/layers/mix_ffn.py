@@ -8,7 +8,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from ...dge import GrainedQueries, QueryLayout, linear_macs
-from ...ops import conv_tokens, spread_dwconv_pool, spread_rows, tracing
+from ...dge.traced_queries import TracedQueries
+from ...ops import conv_tokens, export_kernels, spread_dwconv_pool, spread_rows, tracing
 
 
 class MixFFN(BaseModule):
@@ -56,7 +57,11 @@ class MixFFN(BaseModule):
         hidden = self.fc1(x)
         branches = getattr(queries, 'num_branches', 1)
         keep_map = state is not None and torch.is_grad_enabled()  # dense training
-        if isinstance(queries, GrainedQueries) and branches == 1 and not keep_map:
+        # the kernel reads the query rows and their patches (GrainedQueries; TracedQueries
+        # where torch.export records the kernel, not in the ONNX graph)
+        kernel_layout = isinstance(queries, GrainedQueries) or (
+            isinstance(queries, TracedQueries) and export_kernels(hidden) is not None)
+        if kernel_layout and branches == 1 and not keep_map:
             hidden = spread_dwconv_pool(hidden, queries, self.dwconv)
         elif branches == 1:  # every token takes one query: the routed map
             spread = queries.spread(hidden)
