@@ -132,12 +132,11 @@ def deform_point_attn(value: Tensor, xy: Tensor, weights: Tensor, batch: Optiona
     dtype = op_dtype(value, xy, weights)
     if batch is None:
         batch = torch.zeros(xy.shape[0], dtype=torch.long, device=value.device)
+    args = (value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
+            weights.to(dtype).contiguous(), batch)
+    H, W = int(hw[0]), int(hw[1])
     if exported is not None:
-        out = exported.deform_point_attn_forward(
-            value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
-            weights.to(dtype).contiguous(), batch, int(hw[0]), int(hw[1]))
-        return out.reshape(out.shape[0], value.shape[2] * value.shape[3])
-    out = DeformPointAttnFunction.apply(value.to(dtype).contiguous(), xy.to(dtype).contiguous(),
-                                        weights.to(dtype).contiguous(), batch,
-                                        (int(hw[0]), int(hw[1])))
+        out = exported.deform_point_attn_forward(*args, H, W)
+    else:
+        out = DeformPointAttnFunction.apply(*args, (H, W))
     return out.reshape(out.shape[0], value.shape[2] * value.shape[3])  # T may be 0
