@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..ops import load as load_ops
-from .onnx_export import _Traced, check_batch_one, flatten_outputs, output_differences
+from .onnx_export import _Traced, check_batch_one, compare_runtime
 
 
 def export_program(module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]],
@@ -62,8 +62,4 @@ def compare_aoti(runner, module: nn.Module, inputs: Union[Tensor, Sequence[Tenso
                  fn: Optional[Callable] = None) -> Tuple[float, List[Tuple[int, ...]]]:
     """(largest absolute difference between the compiled model's and PyTorch's outputs,
     their shapes) for one set of inputs."""
-    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
-    with torch.no_grad():
-        want = flatten_outputs((fn or module)(*inputs))
-        got = list(runner(*inputs))
-    return output_differences(got, want, 'the compiled model')
+    return compare_runtime(lambda xs: runner(*xs), module, inputs, fn, 'the compiled model')

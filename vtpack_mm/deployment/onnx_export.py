@@ -60,11 +60,15 @@ def check_batch_one(inputs: Union[Tensor, Sequence[Tensor]]) -> Tuple[Tensor, ..
     return inputs
 
 
-def output_differences(got: Sequence, want: Sequence[Tensor],
-                       runtime: str) -> Tuple[float, List[Tuple[int, ...]]]:
-    """(largest absolute difference between a runtime's outputs ``got``, arrays or
-    tensors, and PyTorch's ``want``, their shapes); a count or shape mismatch is an error
-    naming ``runtime``."""
+def compare_runtime(run: Callable, module: nn.Module, inputs: Union[Tensor, Sequence[Tensor]],
+                    fn: Optional[Callable], runtime: str) -> Tuple[float, List[Tuple[int, ...]]]:
+    """(largest absolute difference between an exported model's outputs ``run(inputs)``,
+    arrays or tensors, and PyTorch's ``fn(*inputs)`` (default ``module``), their shapes)
+    for one set of inputs; a count or shape mismatch is an error naming ``runtime``."""
+    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
+    with torch.no_grad():
+        want = flatten_outputs((fn or module)(*inputs))
+        got = list(run(inputs))
     if len(got) != len(want):
         raise RuntimeError(f'{runtime} gives {len(got)} outputs, PyTorch {len(want)}')
     diffs, shapes = [], []
@@ -136,10 +140,8 @@ def compare_onnx(session, module: nn.Module, inputs: Union[Tensor, Sequence[Tens
                  fn: Optional[Callable] = None) -> Tuple[float, List[Tuple[int, ...]]]:
     """(largest absolute difference between ONNX Runtime's and PyTorch's outputs, their
     shapes) for one set of inputs."""
-    inputs = (inputs, ) if isinstance(inputs, Tensor) else tuple(inputs)
-    with torch.no_grad():
-        want = flatten_outputs((fn or module)(*inputs))
-    return output_differences(run_onnx(session, inputs), want, 'ONNX Runtime')
+    return compare_runtime(lambda xs: run_onnx(session, xs), module, inputs, fn,
+                           'ONNX Runtime')
 
 
 def profile_onnx(path: str, inputs: Sequence[Tensor], threads: Optional[int] = None,

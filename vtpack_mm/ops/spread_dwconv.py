@@ -6,7 +6,8 @@ the tokens it covers, the map convolved, and the patch means taken again.
 ``spread_dwconv_pool``) does it in one pass over the queries, without writing the map or
 its convolution: on a map of 16k tokens and 256 channels each of those is 16 MiB. The
 kernel has no backward pass: training, and any call whose inputs need a gradient, takes
-the reference, as do CUDA tensors and a tracer.
+the reference, as do CUDA tensors and the ONNX exporter; ``torch.export`` records the
+kernel (:func:`~vtpack_mm.ops.ext.export_kernels`).
 """
 import torch
 from torch import Tensor, nn
